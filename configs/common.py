@@ -1,0 +1,71 @@
+"""Defaults shared by every run config; each config file overrides what differs."""
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Returns the fields every run has, with neutral defaults."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0  # Seed of parameter init and of the training/eval rngs.
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = ""  # 'cifar10' | 'text8' | 'embedded_text' | 'embedded_images'.
+  c.data.seed = 0  # Seed of the data order, crops and augmentation.
+  c.data.seq_len = 250  # Text: characters per example (D).
+  c.data.path = ""  # text8: path of the standard text8.zip.
+  c.data.eval_split = "test"  # 'test' or 'valid' (text).
+  c.data.tfds_data_dir = ""  # tfds data_dir; '' = tfds default (~/tensorflow_datasets).
+  c.data.download = False  # Let tfds download and prepare CIFAR-10 if missing.
+  c.data.augment = False  # Images: random flips + 90-degree rotations.
+  c.data.image_size = 32  # embedded_images: patch size.
+  c.data.downscale = 1  # embedded_images: integer downscale of the photos first.
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = ""  # 'unet' | 'transformer'; the remaining keys are that module's fields.
+
+  c.objective = ml_collections.ConfigDict()
+  c.objective.kind = "oa"  # 'oa' (order-agnostic ARDM) | 'upscale' (depth upscaling).
+  c.objective.transitions = "digits"  # upscale: 'digits' (base-b) | 'text8' (space/vowel/consonant).
+  c.objective.branching = 4  # upscale digits: branching factor b >= 2; S = ceil(log_b K) stages.
+  c.objective.parametrisation = "direct"  # upscale: 'direct' (b logits) | 'data' (K renormalised).
+  c.objective.absorbing_value = 128  # OA input value of unknown variables (images 128, text K).
+  c.objective.ce_weight = 0.001  # Weight of the auxiliary cross-entropy term.
+  c.objective.antithetic = True  # Stratified steps t across the batch.
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = "adam"  # 'adam' | 'adamw'.
+  c.optimizer.learning_rate = 1e-4  # Peak learning rate.
+  c.optimizer.warmup_steps = 0  # Linear warmup from 0 to the peak.
+  c.optimizer.b1 = 0.9
+  c.optimizer.b2 = 0.999
+  c.optimizer.weight_decay = 0.0  # adamw only.
+  c.optimizer.grad_clip_norm = 100.0  # Global-norm clipping.
+  c.optimizer.ema_decay = 0.9999  # EMA of parameters used for eval and sampling.
+
+  c.training = ml_collections.ConfigDict()
+  c.training.batch_size = 128  # Global batch, split over all devices and hosts.
+  c.training.num_train_steps = 1_000_000
+  c.training.log_every_steps = 100
+  c.training.eval_every_steps = 10_000
+  c.training.checkpoint_every_steps = 5_000
+  c.training.max_checkpoints_to_keep = 3
+  c.training.tracker_momentum = 0.95  # EMA momentum of the per-step losses L_t.
+  c.training.on_nonfinite = "stop"  # 'stop' (raise, naming the step) | 'skip' (drop the update, count it).
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.batch_size = 128
+  c.eval.num_passes = 4  # Passes over the test set, one (t, order) per example per pass.
+  c.eval.max_batches = 0  # 0 = the whole split; > 0 caps batches per pass (quick checks).
+
+  c.sample = ml_collections.ConfigDict()
+  c.sample.budget = 0  # Network calls per stage; 0 = D (plain sequential sampling).
+  c.sample.num_samples = 16
+  c.sample.seed = 0
+  return c
+
+
+def parse_arg(arg, allowed=("", "local")) -> str:
+  """Validates the `--config=file.py:ARG` variant name."""
+  arg = arg or ""
+  if arg not in allowed:
+    raise ValueError(f"Unknown config variant {arg!r}; choose one of {list(allowed)}.")
+  return arg
