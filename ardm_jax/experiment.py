@@ -1,0 +1,160 @@
+"""An experiment: the config validated and turned into dataset, network, objective and optimizer.
+
+This is the one place that wires the independent pieces (data, models, the ARDM math) together; the train
+loop, the tools in main.py and the tests all start from `build_experiment(config)`.
+"""
+import dataclasses
+import functools
+import math
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from ardm_jax import data as data_lib
+from ardm_jax import objective
+from ardm_jax import upscale
+from ardm_jax.models import transformer
+from ardm_jax.models import unet
+
+MODELS = {"unet": unet.UNet, "transformer": transformer.Transformer}
+CHOICES = {
+    "objective.kind": ("oa", "upscale"),
+    "objective.transitions": ("digits", "text8"),
+    "objective.parametrisation": ("direct", "data"),
+    "optimizer.name": ("adam", "adamw"),
+    "training.on_nonfinite": ("stop", "skip"),
+    "model.name": tuple(MODELS),
+}
+POSITIVE = ("training.batch_size", "training.num_train_steps", "training.log_every_steps",
+            "training.eval_every_steps", "training.checkpoint_every_steps",
+            "training.max_checkpoints_to_keep", "eval.batch_size", "eval.num_passes",
+            "sample.num_samples", "optimizer.grad_clip_norm")
+NON_NEGATIVE = ("optimizer.learning_rate", "optimizer.warmup_steps", "optimizer.weight_decay",
+                "objective.ce_weight", "eval.max_batches", "sample.budget")
+UNIT_INTERVAL = ("optimizer.ema_decay", "optimizer.b1", "optimizer.b2", "training.tracker_momentum")
+
+
+def _get(config, dotted: str):
+  node = config
+  for part in dotted.split("."):
+    node = node[part]
+  return node
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the key and the fix for values no run can use."""
+  for key, allowed in CHOICES.items():
+    if _get(config, key) not in allowed:
+      raise ValueError(f"config.{key} = {_get(config, key)!r} is not one of {list(allowed)}.")
+  for key in POSITIVE:
+    if not _get(config, key) > 0:
+      raise ValueError(f"config.{key} = {_get(config, key)!r} must be > 0.")
+  for key in NON_NEGATIVE:
+    if not _get(config, key) >= 0:
+      raise ValueError(f"config.{key} = {_get(config, key)!r} must be >= 0.")
+  for key in UNIT_INTERVAL:
+    if not 0 <= _get(config, key) < 1:
+      raise ValueError(f"config.{key} = {_get(config, key)!r} must be in [0, 1).")
+  if config.objective.kind == "upscale" and config.objective.transitions == "digits":
+    if config.objective.branching < 2:
+      raise ValueError(f"config.objective.branching = {config.objective.branching} must be >= 2 "
+                       "(each upscale stage chooses among b >= 2 refinements).")
+
+
+def check_batch_divisibility(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  for key in ("training.batch_size", "eval.batch_size"):
+    if _get(config, key) % num_devices:
+      raise ValueError(f"config.{key} = {_get(config, key)} is not divisible by the {num_devices} devices "
+                       f"of the mesh; use a multiple of {num_devices}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+  """Everything a run needs, derived once from the config."""
+  config: ml_collections.ConfigDict
+  dataset: Any  # data.Dataset: event_shape, num_classes, train_batch, eval_batches.
+  model: Any  # A flax module mapping (x_in, known, t) to logits.
+  optimizer: optax.GradientTransformation
+  transitions: Any  # upscale.Transitions, or None for OA-ARDM.
+
+  @property
+  def num_variables(self) -> int:
+    return math.prod(self.dataset.event_shape)
+
+  @property
+  def num_stages(self) -> int:
+    return 1 if self.transitions is None else self.transitions.num_stages
+
+  @property
+  def total_steps(self) -> int:
+    """S * D: generation steps of a full sequential sample (the tracker's length)."""
+    return self.num_stages * self.num_variables
+
+  def logits_fn(self, params) -> Callable:
+    return functools.partial(self.model.apply, {"params": params})
+
+  def init_params(self, rng: jax.Array):
+    x = jnp.zeros((1,) + tuple(self.dataset.event_shape), jnp.int32)
+    return self.model.init(rng, x, x > 0, jnp.zeros((1,), jnp.int32))["params"]
+
+  def loss(self, params, x: jax.Array, rng: jax.Array):
+    """(scalar training loss in bits/dim, dict of terms) for the configured objective."""
+    obj = self.config.objective
+    if self.transitions is None:
+      return objective.oa_ardm_loss(
+          self.logits_fn(params), x, rng, absorbing_value=obj.absorbing_value, ce_weight=obj.ce_weight,
+          antithetic=obj.antithetic)
+    return upscale.upscale_loss(
+        self.logits_fn(params), x, rng, self.transitions, parametrisation=obj.parametrisation,
+        ce_weight=obj.ce_weight, antithetic=obj.antithetic)
+
+
+def make_optimizer(opt: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Adam or AdamW with linear warmup then constant rate, after global-norm clipping."""
+  lr = opt.learning_rate
+  if opt.warmup_steps > 0:
+    lr = optax.linear_schedule(0.0, opt.learning_rate, opt.warmup_steps)
+  if opt.name == "adam":
+    inner = optax.adam(lr, b1=opt.b1, b2=opt.b2)
+  else:
+    inner = optax.adamw(lr, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay)
+  return optax.chain(optax.clip_by_global_norm(opt.grad_clip_norm), inner)
+
+
+def build_transitions(config: ml_collections.ConfigDict, num_classes: int):
+  obj = config.objective
+  if obj.kind == "oa":
+    return None
+  if obj.transitions == "text8":
+    if num_classes != 27:
+      raise ValueError(f"config.objective.transitions = 'text8' needs 27 classes, the data has {num_classes}.")
+    return upscale.text8_transitions()
+  return upscale.digit_transitions(num_classes, obj.branching)
+
+
+def build_model(config: ml_collections.ConfigDict, num_classes: int, transitions) -> Any:
+  fields = {k: v for k, v in config.model.items() if k != "name"}
+  num_stages = 1 if transitions is None else transitions.num_stages
+  if transitions is not None and config.objective.parametrisation == "direct":
+    num_outputs = transitions.max_branching
+  else:
+    num_outputs = num_classes
+  module = MODELS[config.model.name]
+  try:
+    return module(num_classes=num_classes, num_outputs=num_outputs, num_stages=num_stages, **fields)
+  except TypeError as e:
+    raise ValueError(f"config.model does not fit {module.__name__}: {e}") from e
+
+
+def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
+  validate_config(config)
+  dataset = data_lib.make_dataset(config.data)
+  transitions = build_transitions(config, dataset.num_classes)
+  if transitions is None and not 0 <= config.objective.absorbing_value <= dataset.num_classes:
+    raise ValueError(f"config.objective.absorbing_value = {config.objective.absorbing_value} is outside "
+                     f"0..{dataset.num_classes} for {dataset.num_classes}-class data.")
+  return Experiment(config=config, dataset=dataset, model=build_model(config, dataset.num_classes, transitions),
+                    optimizer=make_optimizer(config.optimizer), transitions=transitions)

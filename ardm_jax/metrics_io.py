@@ -1,0 +1,101 @@
+"""Metric writers and periodic progress reports (clu), usable where TensorFlow is not installed.
+
+clu's metric writers and periodic actions import TensorFlow; accelerator images often lack it, so when that
+import fails training logs scalars through absl instead (no TensorBoard files) and says so once.
+"""
+import time
+from typing import Any, Callable, Mapping
+
+from absl import logging
+from clu import parameter_overview
+import jax
+import ml_collections
+import numpy as np
+
+
+def _tensorflow_clu():
+  """Returns (metric_writers, periodic_actions) from clu, or None when TensorFlow is missing."""
+  try:
+    from clu import metric_writers  # pylint: disable=g-import-not-at-top
+    from clu import periodic_actions  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    logging.warning("clu metric writers unavailable (%s): logging metrics to the console only.", e)
+    return None
+  return metric_writers, periodic_actions
+
+
+class ConsoleWriter:
+  """The subset of clu's MetricWriter used here, writing through absl logging (no TensorFlow)."""
+
+  def write_scalars(self, step: int, scalars: Mapping[str, Any]):
+    logging.info("[%d] %s", step, ", ".join(f"{k}={float(v):.6g}" for k, v in sorted(scalars.items())))
+
+  def write_hparams(self, hparams: Mapping[str, Any]):
+    logging.info("hparams: %s", dict(hparams))
+
+  def write_images(self, step: int, images: Mapping[str, np.ndarray]):
+    logging.info("[%d] images %s", step, {k: np.shape(v) for k, v in images.items()})
+
+  def write_texts(self, step: int, texts: Mapping[str, str]):
+    for k, v in texts.items():
+      logging.info("[%d] %s: %s", step, k, v)
+
+  def flush(self):
+    pass
+
+
+def create_writer(workdir: str):
+  """TensorBoard + console writer on process 0 (console only on the others), via clu when available."""
+  clu_modules = _tensorflow_clu()
+  if clu_modules is None:
+    return ConsoleWriter()
+  metric_writers, _ = clu_modules
+  return metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+
+
+def progress_hooks(num_train_steps: int, writer, workdir: str) -> list[Callable[[int], None]]:
+  """Periodic actions called with the step after every update: steps/s and ETA reports."""
+  clu_modules = _tensorflow_clu()
+  if clu_modules is None:
+    return [_ConsoleProgress(num_train_steps)]
+  _, periodic_actions = clu_modules
+  del workdir  # Profiles are taken with jax.profiler by hand when needed.
+  return [periodic_actions.ReportProgress(num_train_steps=num_train_steps, writer=writer, every_secs=60.0)]
+
+
+class _ConsoleProgress:
+  """Logs steps/s and ETA every minute (the fallback of clu's ReportProgress)."""
+
+  def __init__(self, num_train_steps: int, every_secs: float = 60.0):
+    self.num_train_steps, self.every_secs = num_train_steps, every_secs
+    self.last_time, self.last_step = time.monotonic(), None
+
+  def __call__(self, step: int):
+    now = time.monotonic()
+    if self.last_step is None:
+      self.last_time, self.last_step = now, step
+    elif now - self.last_time >= self.every_secs:
+      rate = (step - self.last_step) / (now - self.last_time)
+      eta_min = (self.num_train_steps - step) / max(rate, 1e-9) / 60
+      logging.info("step %d: %.3g steps/s, ETA %.1f min", step, rate, eta_min)
+      self.last_time, self.last_step = now, step
+
+
+def log_parameter_overview(params) -> None:
+  parameter_overview.log_parameter_overview(params)
+
+
+def flatten_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """{'optimizer.learning_rate': 1e-4, ...} for hparams."""
+  flat = {}
+
+  def visit(prefix, node):
+    for key, value in node.items():
+      name = f"{prefix}{key}"
+      if isinstance(value, ml_collections.ConfigDict):
+        visit(name + ".", value)
+      else:
+        flat[name] = value
+
+  visit("", config)
+  return flat

@@ -1,0 +1,206 @@
+"""Training and evaluation: one jitted data-parallel train step, orbax checkpoints, clu metrics.
+
+The global batch is sharded over a 1-D `jax.sharding.Mesh` of every device of every host (axis 'data'); the
+train state is replicated. Each host builds only its own slice of the global batch (the data pipeline is
+step-indexed, so the data position is the train step and resuming needs no iterator state).
+"""
+import functools
+import signal
+from typing import Any, Mapping
+
+from absl import logging
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from ardm_jax import checkpointing
+from ardm_jax import experiment
+from ardm_jax import metrics_io
+from ardm_jax import step_tracker
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array  # [] int32, number of updates applied.
+  params: Any
+  ema_params: Any
+  opt_state: Any
+  tracker: Any  # step_tracker state: EMA of the per-step losses L_t over all S*D steps.
+  rng: jax.Array  # [2] uint32 base key; each step folds in its step number.
+  num_skipped: jax.Array  # [] int32, updates dropped because the loss or gradient was not finite.
+
+
+class NonFiniteLossError(FloatingPointError):
+  """Raised when a step produced a non-finite loss or gradient and the config says to stop."""
+
+
+def init_state(exp: experiment.Experiment, rng: jax.Array) -> TrainState:
+  """Initialises parameters, optimizer, EMA and tracker (jit-able; use with jax.eval_shape for shapes)."""
+  init_rng, state_rng = jax.random.split(rng)
+  params = exp.init_params(init_rng)
+  return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      ema_params=params,
+      opt_state=exp.optimizer.init(params),
+      tracker=step_tracker.init(exp.total_steps),
+      rng=state_rng,
+      num_skipped=jnp.zeros((), jnp.int32),
+  )
+
+
+def train_step(exp: experiment.Experiment, state: TrainState, x: jax.Array):
+  """One update on the global batch x [B, *event]; returns (new_state, metrics).
+
+  If the loss or the gradient norm is not finite, the update is dropped (the returned state equals the input
+  but for num_skipped) and metrics['finite'] is False; the host loop then stops or carries on.
+  """
+  rng = jax.random.fold_in(state.rng, state.step)
+
+  def loss_fn(params):
+    return exp.loss(params, x, rng)
+
+  (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  grad_norm = optax.global_norm(grads)
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+  updates, opt_state = exp.optimizer.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  decay = exp.config.optimizer.ema_decay
+  ema_params = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, params)
+  tracker = step_tracker.update(
+      state.tracker, terms["t"], terms["step_loss"], momentum=exp.config.training.tracker_momentum)
+  updated = state.replace(
+      step=state.step + 1, params=params, ema_params=ema_params, opt_state=opt_state, tracker=tracker)
+  dropped = state.replace(step=state.step + 1, num_skipped=state.num_skipped + 1)
+  new_state = jax.tree.map(lambda u, d: jnp.where(finite, u, d), updated, dropped)
+  metrics = {k: v for k, v in terms.items() if jnp.ndim(v) == 0}
+  metrics.update(grad_norm=grad_norm, finite=finite)
+  return new_state, metrics
+
+
+def eval_step(exp: experiment.Experiment, params, x: jax.Array, weight: jax.Array, rng: jax.Array):
+  """Sums of the per-example nelbo (bits/dim) estimate, its square and the weights over one batch."""
+  _, terms = exp.loss(params, x, rng)
+  nelbo = terms["nelbo_bpd_per_example"]
+  return {"sum": jnp.sum(weight * nelbo), "sum_sq": jnp.sum(weight * nelbo**2), "count": jnp.sum(weight)}
+
+
+class Trainer:
+  """Wires an experiment to devices: the sharded jitted steps and host-side batch assembly."""
+
+  def __init__(self, exp: experiment.Experiment, devices=None):
+    self.exp = exp
+    self.mesh = jax.sharding.Mesh(np.asarray(devices or jax.devices()), ("data",))
+    self.replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
+    self.batch_sharding = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec("data"))
+    experiment.check_batch_divisibility(exp.config, self.mesh.size)
+    self.init = jax.jit(functools.partial(init_state, exp), out_shardings=self.replicated)
+    self.train_step = jax.jit(
+        functools.partial(train_step, exp),
+        in_shardings=(self.replicated, self.batch_sharding),
+        out_shardings=(self.replicated, self.replicated),
+        donate_argnums=(0,))
+    self.eval_step = jax.jit(
+        functools.partial(eval_step, exp),
+        in_shardings=(self.replicated, self.batch_sharding, self.batch_sharding, self.replicated),
+        out_shardings=self.replicated)
+
+  def abstract_state(self) -> TrainState:
+    shapes = jax.eval_shape(functools.partial(init_state, self.exp), jax.random.key_data(jax.random.key(0)))
+    return jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self.replicated), shapes)
+
+  def global_array(self, local: np.ndarray) -> jax.Array:
+    """Assembles the global batch from this process's rows [B/num_processes, ...]."""
+    global_shape = (local.shape[0] * jax.process_count(),) + local.shape[1:]
+    return jax.make_array_from_process_local_data(self.batch_sharding, local, global_shape)
+
+  def train_batch(self, step: int) -> jax.Array:
+    local = self.exp.dataset.train_batch(
+        step, self.exp.config.training.batch_size, jax.process_index(), jax.process_count())
+    return self.global_array(local)
+
+  def evaluate(self, params, rng: jax.Array) -> dict[str, float]:
+    """Test bits/dim with one (t, order) per example per pass; mean and standard error over all estimates."""
+    cfg = self.exp.config.eval
+    total = np.zeros(3)
+    for pass_index in range(cfg.num_passes):
+      batches = self.exp.dataset.eval_batches(cfg.batch_size, jax.process_index(), jax.process_count())
+      for batch_index, (x, weight) in enumerate(batches):
+        if cfg.max_batches and batch_index >= cfg.max_batches:
+          break
+        batch_rng = jax.random.fold_in(jax.random.fold_in(rng, pass_index), batch_index)
+        out = self.eval_step(params, self.global_array(x), self.global_array(weight), batch_rng)
+        total += np.array([out["sum"], out["sum_sq"], out["count"]], dtype=np.float64)
+    mean = total[0] / total[2]
+    var = max(total[1] / total[2] - mean**2, 0.0)
+    return {"eval_bpd": float(mean), "eval_bpd_stderr": float(np.sqrt(var / total[2])),
+            "eval_count": float(total[2])}
+
+
+def _check_finite(metrics: Mapping[str, Any], step: int, on_nonfinite: str):
+  if not bool(metrics["finite"]):
+    msg = (f"Non-finite loss or gradient at step {step} (loss={float(metrics['loss'])}, "
+           f"grad_norm={float(metrics['grad_norm'])}); the update was dropped")
+    if on_nonfinite == "stop":
+      raise NonFiniteLossError(
+          msg + ". Training stopped without checkpointing this state; lower the learning rate or set "
+          "--config.training.on_nonfinite=skip to drop such steps.")
+    logging.warning("%s and counted (training.on_nonfinite=skip).", msg)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+  """Trains (resuming from the latest good checkpoint in workdir), with periodic eval and checkpoints."""
+  exp = experiment.build_experiment(config)
+  trainer = Trainer(exp)
+  ckpt = checkpointing.Checkpointer(workdir, config)
+  state = ckpt.restore_latest(trainer.abstract_state())
+  if state is None:
+    state = trainer.init(jax.random.key_data(jax.random.key(config.seed)))
+    logging.info("Starting from scratch in %s.", workdir)
+  writer = metrics_io.create_writer(workdir)
+  start = int(state.step)
+  if start == 0:
+    metrics_io.log_parameter_overview(state.params)
+    writer.write_hparams(metrics_io.flatten_config(config))
+  cfg = config.training
+  hooks = metrics_io.progress_hooks(cfg.num_train_steps, writer, workdir)
+  eval_rng = jax.random.fold_in(jax.random.key_data(jax.random.key(config.seed)), 2**31 - 1)
+
+  preempted = {"flag": False}
+  previous_handler = signal.signal(signal.SIGTERM, lambda *_: preempted.update(flag=True))
+  try:
+    pending = None  # (metrics, step) of the last step, checked after the next dispatch (async dispatch).
+    for step in range(start, cfg.num_train_steps):
+      state, metrics = trainer.train_step(state, trainer.train_batch(step))
+      if pending is not None:
+        _check_finite(*pending, cfg.on_nonfinite)
+      pending = (metrics, step)
+      done = step + 1
+      for hook in hooks:
+        hook(done)
+      last = done == cfg.num_train_steps
+      log, evaluate = done % cfg.log_every_steps == 0 or last, done % cfg.eval_every_steps == 0 or last
+      save = done % cfg.checkpoint_every_steps == 0 or last or preempted["flag"]
+      if not (log or evaluate or save):
+        continue
+      _check_finite(*pending, cfg.on_nonfinite)  # Never log, eval or save past a non-finite step.
+      pending = None
+      if log:
+        scalars = {k: float(v) for k, v in metrics.items() if k != "finite"}
+        writer.write_scalars(done, dict(scalars, num_skipped=float(state.num_skipped)))
+      if evaluate:
+        writer.write_scalars(done, trainer.evaluate(state.ema_params, eval_rng))
+      if save:
+        ckpt.save(state)
+      if preempted["flag"]:
+        logging.warning("SIGTERM received: checkpointed step %d and stopping.", done)
+        break
+  finally:
+    signal.signal(signal.SIGTERM, previous_handler)
+    ckpt.close()
+    writer.flush()
+  return state

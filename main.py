@@ -1,0 +1,46 @@
+r"""ARDM entry point: train, evaluate, sample under a step budget, or print the budget plan.
+
+  python main.py --config=configs/cifar10.py --workdir=DIR                 # train (resumes from DIR)
+  python main.py --config=configs/cifar10.py --workdir=DIR --mode=eval     # test bpd of the latest checkpoint
+  python main.py --config=configs/cifar10.py --workdir=DIR --mode=sample --config.sample.budget=50
+  python main.py --config=configs/cifar10.py --workdir=DIR --mode=plan     # budget vs bpd table + plot
+
+Multi-host: on Cloud TPU pods pass --distributed (jax.distributed.initialize() finds the peers); elsewhere also
+pass --coordinator_address, --num_processes and --process_id.
+"""
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+from ml_collections import config_flags
+
+from ardm_jax import inference
+from ardm_jax import train
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Path to a config file, optionally with ':variant'.",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and outputs.")
+flags.DEFINE_enum("mode", "train", ["train", "eval", "sample", "plan"], "What to run.")
+flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (multi-host).")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host outside TPU pods).")
+flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host outside TPU pods).")
+flags.DEFINE_integer("process_id", None, "This process's index (multi-host outside TPU pods).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+MODES = {"train": train.train_and_evaluate, "eval": inference.evaluate, "sample": inference.sample,
+         "plan": inference.plan_report}
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if FLAGS.distributed or FLAGS.num_processes:
+    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
+                               num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
+  logging.info("process %d/%d, devices: %s", jax.process_index(), jax.process_count(), jax.devices())
+  MODES[FLAGS.mode](FLAGS.config, FLAGS.workdir)
+
+
+if __name__ == "__main__":
+  app.run(main)
