@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Train on a Cloud TPU pod slice: every worker runs the same command; jax.distributed.initialize() finds peers.
+#   TPU=my-v4-32 ZONE=us-central2-b CONFIG=configs/cifar10.py WORKDIR=gs://bucket/runs/cifar10 launch/tpu_pod.sh
+set -euo pipefail
+: "${TPU:?set TPU to the TPU VM name}" "${ZONE:?set ZONE}" "${CONFIG:?set CONFIG}" "${WORKDIR:?set WORKDIR}"
+REPO=${REPO:-https://github.com/your-org/ardm_jax.git}
+EXTRA=${EXTRA:-}
+gcloud compute tpus tpu-vm ssh "$TPU" --zone "$ZONE" --worker=all --command "
+  set -e
+  [ -d ardm_jax ] || git clone $REPO ardm_jax
+  cd ardm_jax && git pull -q
+  pip install -q -r requirements.txt 'jax[tpu]==0.10.2'
+  python main.py --config=$CONFIG --workdir=$WORKDIR --distributed $EXTRA"
