@@ -1,0 +1,65 @@
+"""Generation orders, step sampling and masks for order-agnostic ARDMs.
+
+An order is stored as ranks: `sigma[b, i]` is the step at which variable i of example b is generated, so
+`sigma[b]` (flattened) is a permutation of 0..D-1. At step t the variables with `sigma < t` are known and
+the ones with `sigma >= t` are still to be generated (PAPER.md section 1, 0-based t).
+"""
+import math
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+
+
+def per_example(values: jax.Array, ndim: int) -> jax.Array:
+  """Reshapes per-example values [B] to [B, 1, ..., 1] (ndim axes) so they broadcast over the event."""
+  values = jnp.asarray(values)
+  return values.reshape(values.shape + (1,) * (ndim - values.ndim))
+
+
+def sample_orders(rng: jax.Array, shape: Sequence[int]) -> jax.Array:
+  """Independent uniform random orders, one per example.
+
+  Args:
+    rng: PRNG key.
+    shape: (B, *event_shape).
+  Returns:
+    sigma: int32 [B, *event_shape]; sigma[b] is a permutation of 0..D-1, D = prod(event_shape).
+  """
+  batch_size, num_variables = shape[0], math.prod(shape[1:])
+  keys = jax.random.split(rng, batch_size)
+  sigma = jax.vmap(lambda key: jax.random.permutation(key, num_variables))(keys)
+  return sigma.astype(jnp.int32).reshape(tuple(shape))
+
+
+def sample_steps(rng: jax.Array, batch_size: int, num_steps: int, antithetic: bool = False) -> jax.Array:
+  """Steps t [B] in 0..num_steps-1, each marginally uniform.
+
+  antithetic=False: independent uniform draws.
+  antithetic=True: stratified over the batch. One offset u ~ U[0, 1) is shared; example b gets
+  floor((b + u) / B * num_steps), then the B values are randomly permuted. Every t_b is still uniform on
+  0..num_steps-1 (b is a uniformly random slot after the permutation), but the batch covers the steps
+  evenly: when B is a multiple of num_steps every step appears exactly B / num_steps times.
+  """
+  if not antithetic:
+    return jax.random.randint(rng, (batch_size,), 0, num_steps, dtype=jnp.int32)
+  offset_rng, perm_rng = jax.random.split(rng)
+  u = jax.random.uniform(offset_rng, ())
+  slots = (jnp.arange(batch_size) + u) * (num_steps / batch_size)
+  t = jnp.minimum(jnp.floor(slots).astype(jnp.int32), num_steps - 1)  # min guards float rounding.
+  return jax.random.permutation(perm_rng, t)
+
+
+def known_mask(sigma: jax.Array, t: jax.Array) -> jax.Array:
+  """bool [B, *event]: variables already generated before step t [B] (sigma < t)."""
+  return sigma < per_example(t, sigma.ndim)
+
+
+def step_mask(sigma: jax.Array, start: jax.Array, end: jax.Array) -> jax.Array:
+  """bool [B, *event]: variables generated in steps start..end-1 (start <= sigma < end); start, end [B] or []."""
+  return (sigma >= per_example(start, sigma.ndim)) & (sigma < per_example(end, sigma.ndim))
+
+
+def corrupt(x: jax.Array, known: jax.Array, absorbing_value: int) -> jax.Array:
+  """The OA network input: x [B, *event] with every unknown variable replaced by absorbing_value."""
+  return jnp.where(known, x, jnp.asarray(absorbing_value, x.dtype))
