@@ -1,5 +1,6 @@
 """Tests of the data pipelines on real-format fixtures: splits, mapping, coverage, determinism, slicing, errors."""
 import collections
+import pathlib
 import subprocess
 import sys
 import zipfile
@@ -181,7 +182,7 @@ def test_invalid_configs_name_the_problem(fields, message):
 
 def test_importing_data_does_not_import_tensorflow():
   code = "import ardm_jax.data, sys; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
-  subprocess.run([sys.executable, "-c", code], check=True)
+  subprocess.run([sys.executable, "-c", code], check=True, cwd=pathlib.Path(__file__).parents[1])
 
 
 # ------------------------------------------------------------------------------------------ embedded_text
