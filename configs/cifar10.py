@@ -11,7 +11,7 @@ from configs import common
 def get_config(arg=None):
   variant = common.parse_arg(arg)
   c = common.base_config()
-  c.data.name = "cifar10"
+  c.data = common.image_data("cifar10")
   c.objective.absorbing_value = 128
   c.objective.ce_weight = 0.001
   c.model.name = "unet"
@@ -26,7 +26,6 @@ def get_config(arg=None):
   c.training.num_train_steps = 3000 * 50_000 // 128  # 3000 epochs.
   c.eval.num_passes = 4
   if variant == "local":
-    c.data.download = False
     c.model.ch = 32
     c.model.num_res_blocks = 1
     c.optimizer.learning_rate = 1e-3

@@ -7,17 +7,9 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0  # Seed of parameter init and of the training/eval rngs.
 
-  c.data = ml_collections.ConfigDict()
+  c.data = ml_collections.ConfigDict()  # Fields per source: see image_data / text_data below.
   c.data.name = ""  # 'cifar10' | 'text8' | 'embedded_text' | 'embedded_images'.
   c.data.seed = 0  # Seed of the data order, crops and augmentation.
-  c.data.seq_len = 250  # Text: characters per example (D).
-  c.data.path = ""  # text8: path of the standard text8.zip.
-  c.data.eval_split = "test"  # 'test' or 'valid' (text).
-  c.data.tfds_data_dir = ""  # tfds data_dir; '' = tfds default (~/tensorflow_datasets).
-  c.data.download = False  # Let tfds download and prepare CIFAR-10 if missing.
-  c.data.augment = False  # Images: random flips + 90-degree rotations.
-  c.data.image_size = 32  # embedded_images: patch size.
-  c.data.downscale = 1  # embedded_images: integer downscale of the photos first.
 
   c.model = ml_collections.ConfigDict()
   c.model.name = ""  # 'unet' | 'transformer'; the remaining keys are that module's fields.
@@ -61,6 +53,33 @@ def base_config() -> ml_collections.ConfigDict:
   c.sample.num_samples = 16
   c.sample.seed = 0
   return c
+
+
+def image_data(name: str) -> ml_collections.ConfigDict:
+  """Data section of an image source ('cifar10' or 'embedded_images')."""
+  d = ml_collections.ConfigDict()
+  d.name = name
+  d.seed = 0  # Seed of the data order and augmentation.
+  d.augment = False  # Random flips + 90-degree rotations of training images.
+  if name == "cifar10":
+    d.tfds_data_dir = ""  # tfds data_dir; '' = tfds default (~/tensorflow_datasets).
+    d.download = False  # Let tfds download and prepare CIFAR-10 if it is missing.
+  else:
+    d.image_size = 32  # Patch size cut from the embedded photos.
+    d.downscale = 1  # Integer downscale of the photos before cutting.
+  return d
+
+
+def text_data(name: str) -> ml_collections.ConfigDict:
+  """Data section of a text source ('text8' or 'embedded_text')."""
+  d = ml_collections.ConfigDict()
+  d.name = name
+  d.seed = 0  # Seed of the data order and crops.
+  d.seq_len = 250  # Characters per example (D).
+  d.eval_split = "test"  # 'test' or 'valid' (text8 only).
+  if name == "text8":
+    d.path = "text8.zip"  # The standard text8.zip (http://mattmahoney.net/dc/text8.zip), not unzipped.
+  return d
 
 
 def parse_arg(arg, allowed=("", "local")) -> str:

@@ -13,7 +13,7 @@ def get_config(arg=None):
   variant = common.parse_arg(arg, allowed=("", "images"))
   if variant == "images":
     c = common.base_config()
-    c.data.name = "embedded_images"
+    c.data = common.image_data("embedded_images")
     c.data.image_size = 8
     c.data.downscale = 4
     c.data.augment = True
@@ -27,8 +27,7 @@ def get_config(arg=None):
     c.optimizer.grad_clip_norm = 100.0
   else:
     c = text8.get_config("local")
-    c.data.name = "embedded_text"
-    c.data.path = ""
+    c.data = common.text_data("embedded_text")
     c.data.seq_len = 64
     c.model.num_layers = 4
     c.model.width = 128

@@ -11,9 +11,7 @@ from configs import common
 def get_config(arg=None):
   variant = common.parse_arg(arg)
   c = common.base_config()
-  c.data.name = "text8"
-  c.data.path = "text8.zip"
-  c.data.seq_len = 250
+  c.data = common.text_data("text8")
   c.objective.absorbing_value = 27  # Token id K: the extra absorbing token.
   c.objective.ce_weight = 0.0001
   c.model.name = "transformer"

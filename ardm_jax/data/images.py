@@ -50,7 +50,7 @@ def load_cifar10(split: str, data_dir, download: bool) -> np.ndarray:
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
   _hide_accelerators_from_tensorflow()
   try:
-    split_ds = tfds.load("cifar10", split=split, data_dir=data_dir, download=download, as_supervised=True)
+    split_ds = tfds.load("cifar10", split=split, data_dir=data_dir or None, download=download, as_supervised=True)
   except AssertionError as error:  # tfds's way of saying "not prepared" when download=False
     if download:
       raise
