@@ -93,22 +93,29 @@ class Experiment:
     """S * D: generation steps of a full sequential sample (the tracker's length)."""
     return self.num_stages * self.num_variables
 
-  def logits_fn(self, params) -> Callable:
-    return functools.partial(self.model.apply, {"params": params})
+  def logits_fn(self, params, dropout_rng=None) -> Callable:
+    """The network as the ARDM math takes it: (x_in, known, t) -> logits; training mode iff dropout_rng."""
+    if dropout_rng is None:
+      return functools.partial(self.model.apply, {"params": params})
+    return functools.partial(self.model.apply, {"params": params}, train=True, rngs={"dropout": dropout_rng})
 
   def init_params(self, rng: jax.Array):
     x = jnp.zeros((1,) + tuple(self.dataset.event_shape), jnp.int32)
     return self.model.init(rng, x, x > 0, jnp.zeros((1,), jnp.int32))["params"]
 
-  def loss(self, params, x: jax.Array, rng: jax.Array):
+  def loss(self, params, x: jax.Array, rng: jax.Array, train: bool = False):
     """(scalar training loss in bits/dim, dict of terms) for the configured objective."""
     obj = self.config.objective
+    dropout_rng = None
+    if train:
+      rng, dropout_rng = jax.random.split(rng)
+    logits_fn = self.logits_fn(params, dropout_rng)
     if self.transitions is None:
       return objective.oa_ardm_loss(
-          self.logits_fn(params), x, rng, absorbing_value=obj.absorbing_value, ce_weight=obj.ce_weight,
+          logits_fn, x, rng, absorbing_value=obj.absorbing_value, ce_weight=obj.ce_weight,
           antithetic=obj.antithetic)
     return upscale.upscale_loss(
-        self.logits_fn(params), x, rng, self.transitions, parametrisation=obj.parametrisation,
+        logits_fn, x, rng, self.transitions, parametrisation=obj.parametrisation,
         ce_weight=obj.ce_weight, antithetic=obj.antithetic)
 
 
@@ -139,12 +146,12 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int, transitions
   fields = {k: v for k, v in config.model.items() if k != "name"}
   num_stages = 1 if transitions is None else transitions.num_stages
   if transitions is not None and config.objective.parametrisation == "direct":
-    num_outputs = transitions.max_branching
+    num_classes_out = transitions.max_branching
   else:
-    num_outputs = num_classes
+    num_classes_out = num_classes
   module = MODELS[config.model.name]
   try:
-    return module(num_classes=num_classes, num_outputs=num_outputs, num_stages=num_stages, **fields)
+    return module(num_classes=num_classes, num_classes_out=num_classes_out, num_stages=num_stages, **fields)
   except TypeError as e:
     raise ValueError(f"config.model does not fit {module.__name__}: {e}") from e
 

@@ -61,14 +61,15 @@ def train_step(exp: experiment.Experiment, state: TrainState, x: jax.Array):
   rng = jax.random.fold_in(state.rng, state.step)
 
   def loss_fn(params):
-    return exp.loss(params, x, rng)
+    return exp.loss(params, x, rng, train=True)
 
   (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   grad_norm = optax.global_norm(grads)
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
   updates, opt_state = exp.optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  decay = exp.config.optimizer.ema_decay
+  # EMA with the usual warm-up, so short runs are not dominated by the initial parameters.
+  decay = jnp.minimum(exp.config.optimizer.ema_decay, (1.0 + state.step) / (10.0 + state.step))
   ema_params = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, params)
   tracker = step_tracker.update(
       state.tracker, terms["t"], terms["step_loss"], momentum=exp.config.training.tracker_momentum)
@@ -155,7 +156,12 @@ def _check_finite(metrics: Mapping[str, Any], step: int, on_nonfinite: str):
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
   """Trains (resuming from the latest good checkpoint in workdir), with periodic eval and checkpoints."""
   exp = experiment.build_experiment(config)
-  trainer = Trainer(exp)
+  return run(exp, Trainer(exp), workdir)
+
+
+def run(exp: experiment.Experiment, trainer: Trainer, workdir: str) -> TrainState:
+  """The training loop of train_and_evaluate, on an experiment already built."""
+  config = exp.config
   ckpt = checkpointing.Checkpointer(workdir, config)
   state = ckpt.restore_latest(trainer.abstract_state())
   if state is None:
