@@ -1,0 +1,179 @@
+"""Upscale transitions (digits, text8), both parametrisations, and the exact summed stage ELBO."""
+import itertools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ardm_jax import upscale
+from tests import exact_model
+
+VOWEL_IDS = [1, 5, 9, 15, 21]  # a e i o u
+
+
+@pytest.mark.parametrize("num_classes,branching,num_stages", [(256, 4, 4), (256, 16, 2), (27, 4, 3), (3, 2, 2),
+                                                              (256, 2, 8), (16, 4, 2)])
+def test_digit_stages_follow_the_paper_formula(num_classes, branching, num_stages):
+  tr = upscale.digit_transitions(num_classes, branching)
+  assert tr.num_stages == num_stages and tr.num_classes == num_classes
+  assert tr.max_branching == min(branching, num_classes)
+  x = np.arange(num_classes)
+  for s in range(num_stages + 1):
+    scale = branching ** (num_stages - s)
+    np.testing.assert_array_equal(tr.state_values[s], (x // scale) * scale)
+  np.testing.assert_array_equal(tr.state_values[0], np.zeros(num_classes))  # nothing known
+  np.testing.assert_array_equal(tr.state_values[-1], x)  # the last stage recovers x
+  digits = [(x // branching ** (num_stages - s - 1)) % branching for s in range(num_stages)]
+  np.testing.assert_array_equal(tr.child_index, digits)  # "direct" targets: most significant digit first
+  np.testing.assert_array_equal(sum(d * branching ** (num_stages - s - 1) for s, d in enumerate(digits)), x)
+
+
+@pytest.mark.parametrize("tr", [upscale.digit_transitions(27, 4), upscale.digit_transitions(256, 16),
+                                upscale.text8_transitions()], ids=["digits27b4", "digits256b16", "text8"])
+def test_every_stage_refines_the_previous_and_children_round_trip(tr):
+  x = np.arange(tr.num_classes)
+  for s in range(tr.num_stages):
+    coarse, fine = tr.state_values[s], tr.state_values[s + 1]
+    for v in np.unique(fine):  # classes that agree at stage s+1 agree at stage s
+      assert len(np.unique(coarse[fine == v])) == 1
+    np.testing.assert_array_equal(tr.child_state[s, coarse, tr.child_index[s]], fine)
+    np.testing.assert_array_equal(tr.consistent_classes[s, coarse[:, None], x[None, :]],
+                                  coarse[:, None] == coarse[None, :])
+    for v in np.unique(coarse):
+      assert tr.valid_children[s, v].sum() == len(np.unique(fine[coarse == v]))
+    assert np.all(tr.valid_children[s, tr.state_values[s], tr.child_index[s]])
+
+
+def test_text8_map_has_space_vowel_consonant_groups():
+  tr = upscale.text8_transitions()
+  assert tr.num_stages == 2 and tr.num_classes == 27 and tr.max_branching == 21
+  group = tr.state_values[1]
+  assert group[0] == 0 and set(group[VOWEL_IDS]) == {1}
+  consonants = [k for k in range(1, 27) if k not in VOWEL_IDS]
+  assert set(group[consonants]) == {2} and len(consonants) == 21
+  np.testing.assert_array_equal(tr.child_index[0], group)  # stage 0 picks the group: 0, 1, 2
+  np.testing.assert_array_equal(tr.child_index[1][VOWEL_IDS], np.arange(5))
+  np.testing.assert_array_equal(tr.child_index[1][consonants], np.arange(21))
+  np.testing.assert_array_equal(tr.valid_children[0, 0].sum(), 3)
+  np.testing.assert_array_equal(tr.valid_children[1, [0, 1, 2]].sum(-1), [1, 5, 21])
+  # Round trip: (group, child index) -> letter, for every letter.
+  np.testing.assert_array_equal(tr.child_state[1, group, tr.child_index[1]], np.arange(27))
+  assert tr.num_outputs("direct") == 21 and tr.num_outputs("data") == 27
+
+
+@pytest.mark.parametrize("table,message", [
+    ([[0, 0, 0, 0], [0, 3, 0, 3], [0, 1, 2, 3]], "smallest class"),
+    ([[0, 0, 0, 0], [0, 0, 2, 2], [0, 2, 2, 3]], "last stage"),
+    ([[0, 1, 0, 0], [0, 1, 2, 3]], "stage 0"),
+    ([[0, 0, 0, 0], [0, 1, 1, 3], [0, 0, 2, 2], [0, 1, 2, 3]], "does not refine"),
+])
+def test_invalid_tables_are_rejected_with_a_reason(table, message):
+  with pytest.raises(ValueError, match=message):
+    upscale.make_transitions(table)
+
+
+def test_bad_parametrisation_or_logit_count_is_rejected():
+  tr = upscale.digit_transitions(16, 4)
+  coarse = jnp.zeros((1, 3), jnp.int32)
+  with pytest.raises(ValueError, match="parametrisation must be one of"):
+    upscale.next_state_log_probs(tr, jnp.zeros((1, 3, 4)), coarse, 0, "bits")
+  with pytest.raises(ValueError, match="needs 16 logits"):
+    upscale.next_state_log_probs(tr, jnp.zeros((1, 3, 4)), coarse, 0, "data")
+
+
+def test_stage_input_by_hand():
+  tr = upscale.digit_transitions(16, 4)  # 2 stages: the 4s digit, then the units
+  x = jnp.array([[5, 14, 7]])
+  sigma = jnp.array([[1, 0, 2]])
+  x_in, known = upscale.stage_input(tr, x, sigma, jnp.array([1]), 1)
+  np.testing.assert_array_equal(known, [[False, True, False]])
+  np.testing.assert_array_equal(x_in, [[4, 14, 4]])  # known: the fine value; others: the stage-1 value
+  x_in, _ = upscale.stage_input(tr, x, sigma, jnp.array([1]), 0)
+  np.testing.assert_array_equal(x_in, [[0, 12, 0]])
+
+
+@pytest.mark.parametrize("tr", [upscale.digit_transitions(27, 4), upscale.text8_transitions()],
+                         ids=["digits27b4", "text8"])
+@pytest.mark.parametrize("parametrisation", ["direct", "data"])
+def test_log_probs_are_normalised_over_the_possible_outputs_only(tr, parametrisation):
+  batch = 64
+  x = jax.random.randint(jax.random.key(0), (batch, 5), 0, tr.num_classes)
+  logits = 3.0 * jax.random.normal(jax.random.key(1), (batch, 5, tr.num_outputs(parametrisation)))
+  for s in range(tr.num_stages):
+    coarse = upscale.stage_values(tr, x, s)
+    log_probs = np.asarray(upscale.next_state_log_probs(tr, logits, coarse, s, parametrisation))
+    table = tr.valid_children if parametrisation == "direct" else tr.consistent_classes
+    possible = table[s][np.asarray(coarse)]
+    assert np.all(np.isneginf(log_probs[~possible])) and np.all(np.isfinite(log_probs[possible]))
+    np.testing.assert_allclose(np.exp(log_probs).sum(-1), 1.0, rtol=1e-5)
+    # The true next value of x is always possible.
+    assert np.all(np.isfinite(upscale.refined_log_prob(tr, jnp.asarray(log_probs), x, s, parametrisation)))
+  if parametrisation == "direct" and tr.max_branching == 4:  # 27 < 2 * 16: the first digit is 0 or 1
+    stage0 = upscale.next_state_log_probs(tr, logits, upscale.stage_values(tr, x, 0), 0, "direct")
+    assert np.all(np.isneginf(stage0[..., 2:])) and np.all(np.isfinite(stage0[..., :2]))
+
+
+def _enumerated_elbo(tr, parametrisation, num_variables, seed):
+  """([K^D] average over all global steps and orders of the upscale ELBO, [K^D] log P, step losses)."""
+  joint = exact_model.random_joint(seed, num_variables, tr.num_classes)
+  logits_fn = exact_model.staged_logits_fn(joint, tr, parametrisation)
+  xs = exact_model.all_sequences(num_variables, tr.num_classes)
+  perms = np.array(list(itertools.permutations(range(num_variables))), np.int32)
+  num_steps = tr.num_stages * num_variables
+  n, p, g = (a.ravel() for a in np.meshgrid(np.arange(len(xs)), np.arange(len(perms)), np.arange(num_steps),
+                                            indexing="ij"))
+  loss_at = jax.jit(lambda x, s, t: upscale.upscale_loss_at(logits_fn, x, s, t, tr,
+                                                            parametrisation=parametrisation)[1])
+  terms = loss_at(jnp.asarray(xs[n]), jnp.asarray(perms[p]), jnp.asarray(g, jnp.int32))
+  elbo = -np.asarray(terms["nelbo_bpd_per_example"]).reshape(len(xs), -1) * num_variables * math.log(2)
+  step_loss = np.asarray(terms["step_loss"]).reshape(len(xs), len(perms), num_steps)
+  return elbo.mean(1), np.log(joint), step_loss.mean(1).sum(1)
+
+
+@pytest.mark.parametrize("parametrisation", ["direct", "data"])
+@pytest.mark.parametrize("case", ["digits_K3_b2_D3", "text8_D2"])
+def test_summed_stage_elbo_equals_exact_log_likelihood(case, parametrisation):
+  tr, num_variables = ((upscale.digit_transitions(3, 2), 3) if case.startswith("digits")
+                       else (upscale.text8_transitions(), 2))
+  elbo, log_p, steps_bpd = _enumerated_elbo(tr, parametrisation, num_variables, seed=1)
+  np.testing.assert_allclose(elbo, log_p, rtol=1e-5, atol=2e-5)
+  np.testing.assert_allclose(steps_bpd, -log_p / (num_variables * math.log(2)), rtol=1e-5, atol=2e-6)
+
+
+def test_sampled_upscale_loss_is_unbiased_and_stratified():
+  tr = upscale.digit_transitions(3, 2)
+  joint = exact_model.random_joint(2, 3, 3)
+  logits_fn = exact_model.staged_logits_fn(joint, tr, "data")
+  xs = jnp.asarray(exact_model.all_sequences(3, 3))  # B = 27
+  draw = jax.jit(jax.vmap(lambda key: upscale.upscale_loss(logits_fn, xs, key, tr, parametrisation="data",
+                                                           antithetic=True)[1]))
+  terms = draw(jax.random.split(jax.random.key(3), 300))
+  batch_means = np.asarray(terms["nelbo_bpd"], np.float64)
+  exact_bpd = np.mean(-np.log2(joint)) / 3
+  assert abs(batch_means.mean() - exact_bpd) < 4 * batch_means.std(ddof=1) / np.sqrt(300)
+  counts = np.stack([np.bincount(t, minlength=6) for t in np.asarray(terms["t"])])
+  assert counts.min() >= 4 and counts.max() <= 5  # 27 examples over S*D = 6 global steps
+
+
+@pytest.mark.parametrize("parametrisation", ["direct", "data"])
+def test_gradient_only_reaches_possible_outputs_of_unknown_variables(parametrisation):
+  tr = upscale.digit_transitions(27, 4)
+  x = jax.random.randint(jax.random.key(4), (4, 6), 0, 27)
+  sigma = jnp.stack([jax.random.permutation(k, 6) for k in jax.random.split(jax.random.key(5), 4)])
+  t_global = jnp.array([2, 6 + 3, 12 + 0, 12 + 5], jnp.int32)
+  params = jax.random.normal(jax.random.key(6), (4, 6, tr.num_outputs(parametrisation)))
+
+  def loss(p):
+    return upscale.upscale_loss_at(lambda x_in, known, t: p, x, sigma, t_global, tr,
+                                   parametrisation=parametrisation, ce_weight=0.1)[0]
+
+  grad = np.abs(np.asarray(jax.jit(jax.grad(loss))(params)))
+  stage, t = np.asarray(t_global) // 6, np.asarray(t_global) % 6
+  known = np.asarray(sigma) < t[:, None]
+  table = tr.valid_children if parametrisation == "direct" else tr.consistent_classes
+  possible = table[stage[:, None], tr.state_values[stage[:, None], np.asarray(x)]]  # [B, D, C]
+  assert np.all(grad[known] == 0.0)
+  assert np.all(grad[~known][~possible[~known]] == 0.0)
+  assert np.all(grad[~known].sum(-1) > 1e-5)
