@@ -9,6 +9,7 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def per_example(values: jax.Array, ndim: int) -> jax.Array:
@@ -63,3 +64,23 @@ def step_mask(sigma: jax.Array, start: jax.Array, end: jax.Array) -> jax.Array:
 def corrupt(x: jax.Array, known: jax.Array, absorbing_value: int) -> jax.Array:
   """The OA network input: x [B, *event] with every unknown variable replaced by absorbing_value."""
   return jnp.where(known, x, jnp.asarray(absorbing_value, x.dtype))
+
+
+def plan_bounds(starts, num_variables: int):
+  """Step ranges of the calls of a plan: call i generates the steps starts[i] .. ends[i] - 1.
+
+  Args:
+    starts: int [..., n], starts[..., 0] = 0, strictly increasing, all < D (checked unless traced).
+    num_variables: D.
+  Returns:
+    (starts, ends): int32 [..., n] each; ends[..., i] = starts[..., i + 1], and D for the last call.
+  """
+  if not isinstance(starts, jax.core.Tracer):
+    concrete = np.asarray(starts)
+    if (concrete.ndim == 0 or concrete.shape[-1] == 0 or np.any(concrete[..., 0] != 0)
+        or np.any(np.diff(concrete, axis=-1) <= 0) or np.any(concrete >= num_variables)):
+      raise ValueError(f"starts must begin at 0, increase strictly and stay below D = {num_variables}; "
+                       f"got {concrete}.")
+  starts = jnp.asarray(starts, jnp.int32)
+  last = jnp.full(starts.shape[:-1] + (1,), num_variables, jnp.int32)
+  return starts, jnp.concatenate([starts[..., 1:], last], axis=-1)

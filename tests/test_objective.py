@@ -30,8 +30,8 @@ def test_enumerated_elbo_equals_log_likelihood_for_every_x():
   rows = [(n, p, t) for n in range(len(xs)) for p in range(len(perms)) for t in range(D)]
   n_idx, p_idx, t_idx = (np.array(c) for c in zip(*rows))
   sigma = jnp.asarray(perms[p_idx].reshape(-1, *EVENT))
-  _, terms = jax.jit(lambda x, s, t: objective.oa_ardm_loss_at(logits_fn, x, s, t, absorbing_value=ABSORBING))(
-      xs[n_idx], sigma, jnp.asarray(t_idx, jnp.int32))
+  loss_at = jax.jit(lambda x, s, t: objective.oa_ardm_loss_at(logits_fn, x, s, t, absorbing_value=ABSORBING))
+  _, terms = loss_at(xs[n_idx], sigma, jnp.asarray(t_idx, jnp.int32))
   bits = D * math.log(2.0)
   elbo = -np.asarray(terms["nelbo_bpd_per_example"]).reshape(len(xs), len(perms) * D) * bits
   np.testing.assert_allclose(elbo.mean(axis=1), np.log(joint), rtol=1e-5, atol=1e-5)

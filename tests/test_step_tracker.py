@@ -29,7 +29,8 @@ def test_tracker_is_a_pytree_usable_in_scan():
     t = jax.random.randint(key, (4,), 0, 8)
     return step_tracker.update(tracker, t, targets[t] + 1.0), None
 
-  tracker, _ = jax.jit(lambda: jax.lax.scan(body, step_tracker.init(8), jax.random.split(jax.random.key(0), 300)))()
+  keys = jax.random.split(jax.random.key(0), 300)
+  tracker, _ = jax.jit(lambda keys: jax.lax.scan(body, step_tracker.init(8), keys))(keys)
   np.testing.assert_allclose(tracker.ema, targets + 1.0, rtol=1e-6)
   assert int(tracker.count.sum()) == 1200
 
