@@ -21,7 +21,7 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file, optionally with ':variant'.",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and outputs.")
-flags.DEFINE_enum("mode", "train", ["train", "eval", "sample", "plan"], "What to run.")
+flags.DEFINE_list("mode", ["train"], "What to run, in order: any of train, eval, sample, plan (e.g. train,plan).")
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (multi-host).")
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host outside TPU pods).")
 flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host outside TPU pods).")
@@ -39,7 +39,11 @@ def main(argv):
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
   logging.info("process %d/%d, devices: %s", jax.process_index(), jax.process_count(), jax.devices())
-  MODES[FLAGS.mode](FLAGS.config, FLAGS.workdir)
+  unknown = [m for m in FLAGS.mode if m not in MODES]
+  if unknown:
+    raise app.UsageError(f"Unknown --mode {unknown}; choose from {list(MODES)}.")
+  for mode in FLAGS.mode:
+    MODES[mode](FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,147 @@
+"""Eval, budgeted sampling and budget planning from a workdir's latest good checkpoint (EMA parameters).
+
+The planner works on the tracked per-step losses L_t (bits per dimension, sum_t L_t ~= bpd), sorted in
+descending order per stage; upscale models plan every stage with the same budget.
+"""
+import math
+import os
+
+from absl import logging
+import jax
+import ml_collections
+import numpy as np
+
+from ardm_jax import checkpointing
+from ardm_jax import data as data_lib
+from ardm_jax import experiment
+from ardm_jax import metrics_io
+from ardm_jax import planner
+from ardm_jax import sampler
+from ardm_jax import step_tracker
+from ardm_jax import train
+
+REPORT_BUDGETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+
+
+def restore(config: ml_collections.ConfigDict, workdir: str):
+  """(experiment, trainer, state) of the latest good checkpoint; raises if the workdir has none."""
+  exp = experiment.build_experiment(config)
+  trainer = train.Trainer(exp)
+  ckpt = checkpointing.Checkpointer(workdir, config)
+  try:
+    state = ckpt.restore_latest(trainer.abstract_state())
+  finally:
+    ckpt.close()
+  if state is None:
+    raise checkpointing.CheckpointError(f"No checkpoint in {ckpt.directory}: train first (--mode=train).")
+  return exp, trainer, state
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+  """Test bits/dim of the EMA parameters: mean and standard error over num_passes (t, order) draws each."""
+  exp, trainer, state = restore(config, workdir)
+  result = trainer.evaluate(state.ema_params, jax.random.key_data(jax.random.key(config.seed + 1)))
+  logging.info("step %d: test bpd %.4f +- %.4f (%d estimates: %d passes, one (t, order) per example each)",
+               int(state.step), result["eval_bpd"], result["eval_bpd_stderr"], result["eval_count"],
+               config.eval.num_passes)
+  writer = metrics_io.create_writer(workdir)
+  writer.write_scalars(int(state.step), result)
+  writer.flush()
+  return result
+
+
+def stage_step_losses(exp: experiment.Experiment, state) -> np.ndarray:
+  """float64 [S, D]: the tracked L_t of every stage, each sorted in descending order for the planner."""
+  per_stage = np.asarray(step_tracker.per_stage_losses(state.tracker, exp.num_stages), np.float64)
+  return np.stack([planner.sort_step_losses(losses) for losses in per_stage])
+
+
+def stage_plans(exp: experiment.Experiment, state, budget: int) -> tuple[np.ndarray, float]:
+  """(starts [S, budget], planned bits/dim): the cheapest plan of `budget` calls for every stage."""
+  plans = [planner.plan(losses, budget) for losses in stage_step_losses(exp, state)]
+  return np.stack([p.starts for p in plans]), float(sum(p.cost for p in plans))
+
+
+def sample(config: ml_collections.ConfigDict, workdir: str) -> np.ndarray:
+  """Draws config.sample.num_samples samples with config.sample.budget calls per stage (0 = D) and saves them."""
+  exp, _, state = restore(config, workdir)
+  budget = config.sample.budget or exp.num_variables
+  starts, planned_bpd = stage_plans(exp, state, budget)
+  shape = (config.sample.num_samples,) + tuple(exp.dataset.event_shape)
+  rng = jax.random.key_data(jax.random.key(config.sample.seed))
+  logits_fn = exp.logits_fn(state.ema_params)
+  if exp.transitions is None:
+    fn = lambda r: sampler.sample_oa(logits_fn, r, starts[0], shape,
+                                     absorbing_value=config.objective.absorbing_value)
+  else:
+    fn = lambda r: sampler.sample_upscale(logits_fn, r, starts, shape, exp.transitions,
+                                          parametrisation=config.objective.parametrisation)
+  samples = np.asarray(jax.jit(fn)(rng))
+  writer = metrics_io.create_writer(workdir)
+  step = int(state.step)
+  stem = os.path.join(workdir, f"samples_step{step}_budget{budget}")
+  if len(exp.dataset.event_shape) == 3:
+    grid = image_grid(samples)
+    _save_png(grid, stem + ".png")
+    writer.write_images(step, {f"samples_budget{budget}": grid[None]})
+    path = stem + ".png"
+  else:
+    texts = [data_lib.decode(row) for row in samples]
+    path = stem + ".txt"
+    with open(path, "w") as f:
+      f.write("\n".join(texts) + "\n")
+    writer.write_texts(step, {f"samples_budget{budget}": "\n\n".join(texts)})
+  writer.flush()
+  logging.info("Saved %d samples (%d calls per stage, planned %.4f bpd) to %s", len(samples), budget,
+               planned_bpd, path)
+  print(f"samples ({budget} calls per stage, planned {planned_bpd:.4f} bpd): {path}")
+  return samples
+
+
+def image_grid(images: np.ndarray) -> np.ndarray:
+  """uint8 [rows*H, cols*W, C] from [N, H, W, C] images, as square as possible, 1-pixel gaps."""
+  n, h, w, c = images.shape
+  cols = math.ceil(math.sqrt(n))
+  rows = math.ceil(n / cols)
+  grid = np.full((rows * (h + 1) - 1, cols * (w + 1) - 1, c), 255, np.uint8)
+  for i, image in enumerate(images):
+    r, col = divmod(i, cols)
+    grid[r * (h + 1):r * (h + 1) + h, col * (w + 1):col * (w + 1) + w] = image
+  return grid
+
+
+def _save_png(image: np.ndarray, path: str) -> None:
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  Image.fromarray(image).save(path)
+
+
+def plan_report(config: ml_collections.ConfigDict, workdir: str) -> dict[int, float]:
+  """Budget (calls per stage) -> planned bits/dim from the tracked step losses; prints a table, saves a plot."""
+  exp, _, state = restore(config, workdir)
+  costs = sum(planner.plan_all(losses) for losses in stage_step_losses(exp, state))  # [D], per budget
+  num_variables = exp.num_variables
+  budgets = sorted({b for b in REPORT_BUDGETS if b < num_variables} | {num_variables})
+  table = {b: float(costs[b - 1]) for b in budgets}
+  lines = [f"{'budget':>8} {'calls':>8} {'planned bpd':>12}"]
+  lines += [f"{b:>8} {b * exp.num_stages:>8} {table[b]:>12.4f}" for b in budgets]
+  text = "\n".join(lines)
+  with open(os.path.join(workdir, "plan.txt"), "w") as f:
+    f.write(text + "\n")
+  _plot(costs, os.path.join(workdir, "plan.png"), exp.num_stages)
+  print(text)
+  return table
+
+
+def _plot(costs: np.ndarray, path: str, num_stages: int) -> None:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(5, 3.5))
+  ax.plot(np.arange(1, len(costs) + 1), costs)
+  ax.set_xscale("log")
+  ax.set_xlabel("network calls per stage" if num_stages > 1 else "network calls")
+  ax.set_ylabel("planned bits per dimension")
+  ax.grid(True, alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
