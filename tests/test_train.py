@@ -9,7 +9,6 @@ import sys
 import jax
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
 import fake_data
 from ardm_jax import checkpointing
@@ -48,7 +47,7 @@ def heldout_bpd(exp, params, num_rngs=4):
 def test_local_config_learns(family, text8_zip, tmp_path):
   if family.startswith("cifar10"):
     config = load_config(family)
-    with tfds.testing.mock_data(num_examples=64):
+    with fake_data.mock_cifar10(num_examples=64):
       exp = experiment.build_experiment(config)
   else:
     config = text8_config(text8_zip, family)
