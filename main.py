@@ -32,6 +32,17 @@ MODES = {"train": train.train_and_evaluate, "eval": inference.evaluate, "sample"
          "plan": inference.plan_report}
 
 
+def parse_flags(argv):
+  """absl flag parsing that turns an unknown `--config.a.b=v` key into a one-line error naming it."""
+  try:
+    return FLAGS(argv)
+  except (AttributeError, KeyError) as e:
+    missing = str(e).strip("\"'")
+    culprits = [a for a in argv if a.startswith("--config.") and missing in a.split("=", 1)[0].split(".")]
+    raise SystemExit(f"Unknown config key {missing!r} in {' '.join(culprits) or 'the --config overrides'}: "
+                     "the config has no such field (see the config file for the keys).") from None
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -47,4 +58,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -144,7 +144,7 @@ def test_two_processes_match_one(text8_zip, tmp_path):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("--config.training.bogus=1", "bogus"),
+    ("--config.training.bogus=1", "Unknown config key 'bogus' in --config.training.bogus=1"),
     ("--config.training.batch_size=abc", "batch_size"),
 ])
 def test_bad_command_line_overrides(override, message, tmp_path):
