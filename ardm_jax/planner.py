@@ -1,0 +1,264 @@
+"""Budget planner: the cheapest way to generate D steps with `budget` network calls (PAPER.md section 3).
+
+Call i of a plan generates the steps starts[i] .. starts[i+1]-1 (the last call up to D-1) at once, all
+conditioned on the first starts[i] steps, and so costs about (starts[i+1] - starts[i]) * L[starts[i]] bits.
+With the step losses L sorted in descending order (sort_step_losses) the planner solves exactly
+
+    min over 0 = p_0 < p_1 < ... < p_{B-1} < p_B = D  of  sum_i (p_{i+1} - p_i) * L[p_i].
+
+Layered DP (the paper's): C_0 = [0, inf, ..., inf]; C_k[t] = min_{s<t} C_{k-1}[s] + (t - s) L[s] is the best
+cost of generating steps 0..t-1 with exactly k calls (inf if t < k); plan(L, B).cost = C_B[D], and the
+starts come from the argmins. Evaluating every (t, s) pair costs O(D^2) per layer, O(D^3) for all budgets.
+
+Speed-up (exact). Write M_k[t, s] = C_{k-1}[s] + (t - s) L[s] (inf for s >= t). For rows t < t' and columns
+s < s' with all four entries finite,
+    M[t, s] + M[t', s'] - M[t, s'] - M[t', s] = (t - t') (L[s] - L[s']) <= 0
+because L is non-increasing: M is Monge. (Finite entries form a staircase: s >= k-1 from C_{k-1}, s < t.)
+Hence the leftmost row argmins a(t) are non-decreasing in t: if a(t') < a(t) for t < t', the four entries
+at columns a(t') < a(t) are finite (a(t') < a(t) < t < t'), and Monge gives
+M[t, a(t')] - M[t, a(t)] <= M[t', a(t')] - M[t', a(t)] <= 0, so a(t') would tie at row t left of the
+leftmost argmin a(t), a contradiction. So once a(x) and a(y) are known for rows x < y, every row in between
+has its leftmost argmin in the column window [a(x), a(y)], and the leftmost minimum of that window is the
+leftmost minimum of the whole row. `_solve_layer` uses this as a divide and conquer with a static,
+vectorised schedule: level 0 solves q evenly spaced rows over all columns; each level then splits every
+interval of unsolved rows with q more rows, all intervals and rows at once, each interval scanning only its
+window [a(left bound), a(right bound)]. Neighbouring windows share at most one column, so a level scans
+about D + #intervals columns (times q rows) and a layer takes O(D q log_{q+1} D) work in a few
+(log_{q+1} D) dependent steps, instead of D^2. Rows t < k (infeasible) get the window's left end as their
+argmin, which keeps the argmins monotone. Plans are rebuilt from the stored argmins, so they have exactly
+`budget` strictly increasing starts.
+
+Precision: the DP runs in float64 inside a scoped `jax.enable_x64(True)` (the library default stays
+float32). Every candidate is C[s] + (t - s) * L[s] with an exact integer t - s, so candidates are rounded as
+in the reference DP. When these sums are exact (e.g. float32 inputs of similar magnitude, or ties and zeros)
+M is exactly Monge and the result is exactly the DP optimum; otherwise it is within float64 rounding
+(~1e-16 relative per operation) of it, and a cummax keeps the stored argmins monotone even if rounding of a
+near-tie were to break the Monge order.
+"""
+import functools
+import operator
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# Rows solved per interval and level: q with (q + 1)^levels >= D + 2; fewer levels mean fewer dependent
+# steps per layer but more (row, column) pairs per step.
+_LEVELS = 4
+# Above this D, the argmin table of plan() is sized by the budget's power of two instead of by D.
+_MAX_TABLE_STEPS = 4096
+
+
+class Plan(NamedTuple):
+  """An optimal plan: call i generates steps starts[i] .. starts[i+1]-1 (the last call up to D-1)."""
+  starts: np.ndarray  # int64 [budget], starts[0] == 0, strictly increasing, all < D
+  cost: float         # sum_i (starts[i+1] - starts[i]) * step_losses[starts[i]], with starts[budget] = D
+
+
+class _Level(NamedTuple):
+  """Static schedule of one divide-and-conquer level (see the module docstring)."""
+  rows: np.ndarray     # int32 [n, q] rows solved here, per interval (padded by repeating a row)
+  left: np.ndarray     # int32 [n] index in the bounds array of the solved row bounding each interval below
+  right: np.ndarray    # int32 [n] same, above
+  chunk_width: int     # columns are scanned in contiguous chunks of this width
+  num_chunks: int      # static upper bound on the chunks needed by all windows together
+
+
+def sort_step_losses(tracked_losses) -> np.ndarray:
+  """Per-step losses [D] (e.g. the step tracker's EMA) sorted in descending order, as float64 [D]."""
+  return np.sort(np.asarray(tracked_losses, dtype=np.float64))[::-1].copy()
+
+
+def plan(step_losses, budget) -> Plan:
+  """The exact optimal plan with `budget` calls.
+
+  Args:
+    step_losses: [D] non-negative finite losses, sorted in descending order.
+    budget: int in 1..D, the number of network calls.
+  Returns:
+    Plan(starts int64 [budget], cost float).
+  """
+  losses = _validated_losses(step_losses)
+  budget = _validated_budget(budget, losses.shape[0])
+  _, starts = _run_layers(losses, budget, with_starts=True)
+  starts = starts[:budget]
+  return Plan(starts=starts, cost=plan_cost(losses, starts))
+
+
+def plan_all(step_losses) -> np.ndarray:
+  """Optimal costs for every budget: float64 [D], entry b-1 is plan(step_losses, b).cost."""
+  losses = _validated_losses(step_losses)
+  final_costs, _ = _run_layers(losses, losses.shape[0], with_starts=False)
+  return final_costs
+
+
+def plan_cost(step_losses, starts) -> float:
+  """sum_i (starts[i+1] - starts[i]) * step_losses[starts[i]] with starts[budget] = D, in float64."""
+  losses = np.asarray(step_losses, dtype=np.float64)
+  starts = np.asarray(starts, dtype=np.int64)
+  lengths = np.diff(np.append(starts, losses.shape[0]))
+  return float(np.sum(lengths * losses[starts]))
+
+
+def _validated_losses(step_losses) -> np.ndarray:
+  losses = np.asarray(step_losses)
+  if not (np.issubdtype(losses.dtype, np.floating) or np.issubdtype(losses.dtype, np.integer)):
+    raise ValueError(f'step_losses must be real numbers, got dtype {losses.dtype}')
+  losses = losses.astype(np.float64)
+  if losses.ndim != 1:
+    raise ValueError(f'step_losses must be 1-D [D], got shape {losses.shape}')
+  if losses.shape[0] == 0:
+    raise ValueError('step_losses is empty (D = 0)')
+  if not np.all(np.isfinite(losses)):
+    raise ValueError(f'step_losses must be finite, got non-finite at index {np.flatnonzero(~np.isfinite(losses))[0]}')
+  if np.any(losses < 0):
+    raise ValueError(f'step_losses must be non-negative, got negative at index {np.flatnonzero(losses < 0)[0]}')
+  ascending = np.flatnonzero(np.diff(losses) > 0)
+  if ascending.size:
+    i = ascending[0]
+    raise ValueError(f'step_losses must be sorted in descending order (see sort_step_losses), but '
+                     f'step_losses[{i}] = {losses[i]} < step_losses[{i + 1}] = {losses[i + 1]}')
+  return losses
+
+
+def _validated_budget(budget, num_steps: int) -> int:
+  if isinstance(budget, (bool, np.bool_)):
+    raise ValueError(f'budget must be an integer, got {budget!r}')
+  try:
+    budget = operator.index(budget)
+  except TypeError:
+    raise ValueError(f'budget must be an integer, got {budget!r}') from None
+  if not 1 <= budget <= num_steps:
+    raise ValueError(f'budget must be in 1..D = 1..{num_steps}, got {budget}')
+  return budget
+
+
+@functools.lru_cache(maxsize=None)
+def _schedule(num_steps: int) -> tuple[_Level, ...]:
+  """Static divide-and-conquer schedule over the rows t = 0..D of one layer (D = num_steps).
+
+  The bounds array has D + 3 entries: index 0 and D + 2 are sentinels (argmins 0 and D - 1), index t + 1
+  holds the argmin of row t.
+  """
+  num_rows = num_steps + 1
+  q = 1
+  while (q + 1) ** _LEVELS < num_rows + 1:
+    q += 1
+  intervals = [(0, num_rows, -1, num_rows)]  # rows [first, end) bounded by solved rows below, above
+  levels = []
+  while intervals:
+    rows, left, right, next_intervals = [], [], [], []
+    for first, end, below, above in intervals:
+      size = end - first
+      solved = (list(range(first, end)) if size <= q else
+                [first + ((i + 1) * (size + 1)) // (q + 1) - 1 for i in range(q)])
+      edges = [below] + solved + [above]
+      for lo_row, hi_row in zip(edges[:-1], edges[1:]):
+        if hi_row - lo_row > 1:
+          next_intervals.append((lo_row + 1, hi_row, lo_row, hi_row))
+      rows.append(solved + solved[-1:] * (q - len(solved)))
+      left.append(below + 1)
+      right.append(above + 1)
+    chunk_width = max(1, min(num_steps, round(num_steps / len(rows))))
+    levels.append(_Level(rows=np.array(rows, np.int32), left=np.array(left, np.int32),
+                         right=np.array(right, np.int32), chunk_width=chunk_width,
+                         num_chunks=len(rows) + (num_steps - 1) // chunk_width))
+    intervals = next_intervals
+  return tuple(levels)
+
+
+def _solve_layer(prev_costs: jax.Array, step_losses: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """One DP layer: costs[t] = min_{s<t} prev_costs[s] + (t - s) * step_losses[s] and its leftmost argmin.
+
+  Args:
+    prev_costs: float [D + 1], C_{k-1}.
+    step_losses: float [D], descending.
+  Returns:
+    costs float [D + 1] (C_k), argmins int32 [D + 1] (monotone; rows with no finite candidate get the left
+    end of their window).
+  """
+  num_steps = step_losses.shape[0]
+  big = jnp.iinfo(jnp.int32).max
+  costs = jnp.zeros(num_steps + 1, prev_costs.dtype)
+  bounds = jnp.zeros(num_steps + 3, jnp.int32).at[-1].set(num_steps - 1)
+  for level in _schedule(num_steps):
+    num_intervals, width = level.rows.shape[0], level.chunk_width
+    lo, hi = bounds[level.left], bounds[level.right]                            # [n] column windows
+    chunks_per_interval = (hi - lo) // width + 1
+    first_chunk = jnp.cumsum(chunks_per_interval) - chunks_per_interval
+    chunk = jnp.arange(level.num_chunks, dtype=jnp.int32)
+    interval = jnp.cumsum(jnp.zeros(level.num_chunks, jnp.int32).at[first_chunk].set(1)) - 1    # [c]
+    chunk_start = lo[interval] + width * (chunk - first_chunk[interval])
+    cols = jnp.minimum(chunk_start[:, None] + jnp.arange(width, dtype=jnp.int32), num_steps - 1)  # [c, w]
+    rows = jnp.asarray(level.rows)[interval]                                    # [c, q]
+    steps = rows[:, :, None] - cols[:, None, :]                                 # [c, q, w]
+    in_window = (steps > 0) & (cols <= hi[interval][:, None])[:, None, :]
+    candidates = jnp.where(in_window, prev_costs[cols][:, None, :] + steps * step_losses[cols][:, None, :],
+                           jnp.inf)
+    chunk_min = jnp.min(candidates, axis=-1)                                    # [c, q]
+    chunk_argmin = jnp.min(jnp.where(candidates == chunk_min[..., None], cols[:, None, :], big), axis=-1)
+    row_min = jax.ops.segment_min(chunk_min, interval, num_intervals, indices_are_sorted=True)  # [n, q]
+    row_argmin = jax.ops.segment_min(jnp.where(chunk_min == row_min[interval], chunk_argmin, big),
+                                     interval, num_intervals, indices_are_sorted=True)
+    # A no-op in exact arithmetic (argmins are monotone); keeps later windows well formed if rounding of
+    # near-ties ever broke the Monge order.
+    row_argmin = jax.lax.cummax(row_argmin, axis=1)
+    solved = level.rows.reshape(-1)
+    costs = costs.at[solved].set(row_min.reshape(-1))
+    bounds = bounds.at[solved + 1].set(row_argmin.reshape(-1))
+  return costs, bounds[1:-1]
+
+
+def _initial_costs(step_losses: jax.Array) -> jax.Array:
+  """C_0: no call generates nothing for free and nothing else. float [D + 1]."""
+  return jnp.full(step_losses.shape[0] + 1, jnp.inf, step_losses.dtype).at[0].set(0)
+
+
+def _run_layers(losses: np.ndarray, budget: int, with_starts: bool) -> tuple[np.ndarray, np.ndarray]:
+  """DP layers 1..budget in float64.
+
+  Returns:
+    final_costs: float64 [D], entry k-1 is C_k[D] (inf for k > budget).
+    starts: int64 [>= budget], the optimal budget-call plan in the first `budget` entries (if with_starts).
+  """
+  num_steps = losses.shape[0]
+  # The budget is traced, so plan and plan_all share one compilation per D; the argmin table then has D rows
+  # (int16, 19 MB at D = 3072). For larger D, plan sizes it by the budget's power of two and plan_all skips it.
+  if num_steps <= _MAX_TABLE_STEPS:
+    table_rows = num_steps
+  else:
+    table_rows = min(num_steps, 1 << (budget - 1).bit_length()) if with_starts else 1
+  with jax.enable_x64(True):
+    final_costs, starts = _layers(jnp.asarray(losses), jnp.asarray(budget, jnp.int32), table_rows=table_rows)
+    return np.asarray(final_costs, np.float64), np.asarray(starts, np.int64)
+
+
+@functools.partial(jax.jit, static_argnames='table_rows')
+def _layers(step_losses: jax.Array, budget: jax.Array, *, table_rows: int) -> tuple[jax.Array, jax.Array]:
+  """Runs layers 1..budget (traced).
+
+  Returns:
+    final_costs: float [D], entry k-1 is C_k[D] for k <= budget, inf after.
+    starts: int32 [table_rows], first `budget` entries are the optimal budget-call plan if budget <= table_rows.
+  """
+  num_steps = step_losses.shape[0]
+  table_dtype = jnp.int16 if num_steps < 2**15 else jnp.int32
+
+  def add_layer(k, carry):
+    costs, final_costs, argmins = carry
+    costs, layer_argmins = _solve_layer(costs, step_losses)
+    argmins = argmins.at[k].set(layer_argmins.astype(table_dtype), mode='drop')
+    return costs, final_costs.at[k].set(costs[-1]), argmins
+
+  carry = (_initial_costs(step_losses), jnp.full(num_steps, jnp.inf, step_losses.dtype),
+           jnp.zeros((table_rows, num_steps + 1), table_dtype))  # argmins[k, t]: last start, k + 1 calls
+  _, final_costs, argmins = jax.lax.fori_loop(0, budget, add_layer, carry)
+
+  def backtrack(i, carry):
+    end, starts = carry
+    start = argmins[budget - 1 - i, end].astype(jnp.int32)
+    return start, starts.at[budget - 1 - i].set(start, mode='drop')
+
+  _, starts = jax.lax.fori_loop(0, budget, backtrack, (jnp.int32(num_steps), jnp.zeros(table_rows, jnp.int32)))
+  return final_costs, starts
