@@ -1,4 +1,5 @@
 """Orders are uniform permutations, steps are uniform (also when stratified), masks follow sigma < t."""
+import functools
 import itertools
 
 import jax
@@ -32,17 +33,19 @@ def test_uniform_steps_cover_range_uniformly():
 
 
 def test_antithetic_steps_stratify_the_batch():
-  for seed in range(5):
-    t = np.asarray(orders.sample_steps(jax.random.key(seed), 12, 6, antithetic=True))
+  keys = jax.random.split(jax.random.key(0), 20)
+  draws = jax.jit(functools.partial(jax.lax.map, lambda k: orders.sample_steps(k, 12, 6, antithetic=True)))
+  for t in np.asarray(draws(keys)):
     np.testing.assert_array_equal(np.bincount(t, minlength=6), 2 * np.ones(6))
-    # B < D: example b (after sorting) falls in the b-th quarter of 0..9.
-    t = np.sort(np.asarray(orders.sample_steps(jax.random.key(seed), 4, 10, antithetic=True)))
-    quarters = np.arange(5) * 2.5
+  # B < D: example b (after sorting) falls in the b-th quarter of 0..9.
+  draws = jax.jit(functools.partial(jax.lax.map, lambda k: orders.sample_steps(k, 4, 10, antithetic=True)))
+  quarters = np.arange(5) * 2.5
+  for t in np.sort(np.asarray(draws(keys)), axis=1):
     assert np.all(np.floor(quarters[:4]) <= t) and np.all(t <= np.floor(quarters[1:])), t
 
 
 def test_antithetic_steps_are_marginally_uniform():
-  draw = jax.jit(jax.vmap(lambda k: orders.sample_steps(k, 3, 5, antithetic=True)))
+  draw = jax.jit(functools.partial(jax.lax.map, lambda k: orders.sample_steps(k, 3, 5, antithetic=True)))
   t = np.asarray(draw(jax.random.split(jax.random.key(3), 10000)))  # [draws, B]
   for b in range(3):  # every slot of the batch, not only the batch as a whole
     assert stats.chisquare(np.bincount(t[:, b], minlength=5)).pvalue > 1e-3

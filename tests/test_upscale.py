@@ -1,4 +1,5 @@
 """Upscale transitions (digits, text8), both parametrisations, and the exact summed stage ELBO."""
+import functools
 import itertools
 import math
 
@@ -101,18 +102,22 @@ def test_log_probs_are_normalised_over_the_possible_outputs_only(tr, parametrisa
   batch = 64
   x = jax.random.randint(jax.random.key(0), (batch, 5), 0, tr.num_classes)
   logits = 3.0 * jax.random.normal(jax.random.key(1), (batch, 5, tr.num_outputs(parametrisation)))
-  for s in range(tr.num_stages):
+
+  @jax.jit
+  def probs_at(s):
     coarse = upscale.stage_values(tr, x, s)
-    log_probs = np.asarray(upscale.next_state_log_probs(tr, logits, coarse, s, parametrisation))
-    table = tr.valid_children if parametrisation == "direct" else tr.consistent_classes
-    possible = table[s][np.asarray(coarse)]
+    log_probs = upscale.next_state_log_probs(tr, logits, coarse, s, parametrisation)
+    return coarse, log_probs, upscale.refined_log_prob(tr, log_probs, x, s, parametrisation)
+
+  table = tr.valid_children if parametrisation == "direct" else tr.consistent_classes
+  for s in range(tr.num_stages):
+    coarse, log_probs, log_p_true = (np.asarray(a) for a in probs_at(s))
+    possible = table[s][coarse]
     assert np.all(np.isneginf(log_probs[~possible])) and np.all(np.isfinite(log_probs[possible]))
     np.testing.assert_allclose(np.exp(log_probs).sum(-1), 1.0, rtol=1e-5)
-    # The true next value of x is always possible.
-    assert np.all(np.isfinite(upscale.refined_log_prob(tr, jnp.asarray(log_probs), x, s, parametrisation)))
-  if parametrisation == "direct" and tr.max_branching == 4:  # 27 < 2 * 16: the first digit is 0 or 1
-    stage0 = upscale.next_state_log_probs(tr, logits, upscale.stage_values(tr, x, 0), 0, "direct")
-    assert np.all(np.isneginf(stage0[..., 2:])) and np.all(np.isfinite(stage0[..., :2]))
+    assert np.all(np.isfinite(log_p_true))  # the true next value of x is always possible
+    if s == 0 and parametrisation == "direct" and tr.max_branching == 4:  # 27 < 2 * 16: first digit 0 or 1
+      assert np.all(np.isneginf(log_probs[..., 2:])) and np.all(np.isfinite(log_probs[..., :2]))
 
 
 def _enumerated_elbo(tr, parametrisation, num_variables, seed):
@@ -147,8 +152,8 @@ def test_sampled_upscale_loss_is_unbiased_and_stratified():
   joint = exact_model.random_joint(2, 3, 3)
   logits_fn = exact_model.staged_logits_fn(joint, tr, "data")
   xs = jnp.asarray(exact_model.all_sequences(3, 3))  # B = 27
-  draw = jax.jit(jax.vmap(lambda key: upscale.upscale_loss(logits_fn, xs, key, tr, parametrisation="data",
-                                                           antithetic=True)[1]))
+  one_draw = lambda key: upscale.upscale_loss(logits_fn, xs, key, tr, parametrisation="data", antithetic=True)[1]
+  draw = jax.jit(functools.partial(jax.lax.map, one_draw))
   terms = draw(jax.random.split(jax.random.key(3), 300))
   batch_means = np.asarray(terms["nelbo_bpd"], np.float64)
   exact_bpd = np.mean(-np.log2(joint)) / 3
