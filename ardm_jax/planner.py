@@ -111,9 +111,11 @@ def _validated_losses(step_losses) -> np.ndarray:
   if losses.shape[0] == 0:
     raise ValueError('step_losses is empty (D = 0)')
   if not np.all(np.isfinite(losses)):
-    raise ValueError(f'step_losses must be finite, got non-finite at index {np.flatnonzero(~np.isfinite(losses))[0]}')
+    index = np.flatnonzero(~np.isfinite(losses))[0]
+    raise ValueError(f'step_losses must be finite, got {losses[index]} at index {index}')
   if np.any(losses < 0):
-    raise ValueError(f'step_losses must be non-negative, got negative at index {np.flatnonzero(losses < 0)[0]}')
+    index = np.flatnonzero(losses < 0)[0]
+    raise ValueError(f'step_losses must be non-negative, got {losses[index]} at index {index}')
   ascending = np.flatnonzero(np.diff(losses) > 0)
   if ascending.size:
     i = ascending[0]
@@ -185,24 +187,35 @@ def _solve_layer(prev_costs: jax.Array, step_losses: jax.Array) -> tuple[jax.Arr
   for level in _schedule(num_steps):
     num_intervals, width = level.rows.shape[0], level.chunk_width
     lo, hi = bounds[level.left], bounds[level.right]                            # [n] column windows
-    chunks_per_interval = (hi - lo) // width + 1
-    first_chunk = jnp.cumsum(chunks_per_interval) - chunks_per_interval
-    chunk = jnp.arange(level.num_chunks, dtype=jnp.int32)
-    interval = jnp.cumsum(jnp.zeros(level.num_chunks, jnp.int32).at[first_chunk].set(1)) - 1    # [c]
-    chunk_start = lo[interval] + width * (chunk - first_chunk[interval])
-    cols = jnp.minimum(chunk_start[:, None] + jnp.arange(width, dtype=jnp.int32), num_steps - 1)  # [c, w]
+    if level.num_chunks == 1:  # a single interval (level 0): one chunk spans all columns
+      interval = chunk_start = jnp.zeros(1, jnp.int32)
+    else:
+      chunks_per_interval = (hi - lo) // width + 1
+      first_chunk = jnp.cumsum(chunks_per_interval) - chunks_per_interval
+      chunk = jnp.arange(level.num_chunks, dtype=jnp.int32)
+      interval = jnp.cumsum(jnp.zeros(level.num_chunks, jnp.int32).at[first_chunk].set(1)) - 1    # [c]
+      chunk_start = lo[interval] + width * (chunk - first_chunk[interval])
+    # Columns outside the window are clipped to its ends: repeated legal candidates, so the leftmost minimum
+    # stays in the window (and so argmins stay monotone) even if rounding were to break the Monge order.
+    cols = jnp.clip(chunk_start[:, None] + jnp.arange(width, dtype=jnp.int32),
+                    lo[interval][:, None], hi[interval][:, None])               # [c, w]
     rows = jnp.asarray(level.rows)[interval]                                    # [c, q]
     steps = rows[:, :, None] - cols[:, None, :]                                 # [c, q, w]
-    in_window = (steps > 0) & (cols <= hi[interval][:, None])[:, None, :]
-    candidates = jnp.where(in_window, prev_costs[cols][:, None, :] + steps * step_losses[cols][:, None, :],
+    candidates = jnp.where(steps > 0, prev_costs[cols][:, None, :] + steps * step_losses[cols][:, None, :],
                            jnp.inf)
     chunk_min = jnp.min(candidates, axis=-1)                                    # [c, q]
-    chunk_argmin = jnp.min(jnp.where(candidates == chunk_min[..., None], cols[:, None, :], big), axis=-1)
-    row_min = jax.ops.segment_min(chunk_min, interval, num_intervals, indices_are_sorted=True)  # [n, q]
-    row_argmin = jax.ops.segment_min(jnp.where(chunk_min == row_min[interval], chunk_argmin, big),
-                                     interval, num_intervals, indices_are_sorted=True)
-    # A no-op in exact arithmetic (argmins are monotone); keeps later windows well formed if rounding of
-    # near-ties ever broke the Monge order.
+    # A float min (exact on column indices): XLA:CPU reduces floats much faster than integers.
+    float_cols = cols[:, None, :].astype(candidates.dtype)
+    chunk_argmin = jnp.min(jnp.where(candidates == chunk_min[..., None], float_cols, jnp.inf), axis=-1)
+    chunk_argmin = chunk_argmin.astype(jnp.int32)                               # [c, q]
+    if level.num_chunks == 1:
+      row_min, row_argmin = chunk_min, chunk_argmin
+    else:
+      row_min = jax.ops.segment_min(chunk_min, interval, num_intervals, indices_are_sorted=True)  # [n, q]
+      row_argmin = jax.ops.segment_min(jnp.where(chunk_min == row_min[interval], chunk_argmin, big),
+                                       interval, num_intervals, indices_are_sorted=True)
+    # A no-op in exact arithmetic (argmins are monotone); with the clipping above it keeps later windows
+    # well formed if rounding of near-ties ever broke the Monge order.
     row_argmin = jax.lax.cummax(row_argmin, axis=1)
     solved = level.rows.reshape(-1)
     costs = costs.at[solved].set(row_min.reshape(-1))
@@ -211,7 +224,7 @@ def _solve_layer(prev_costs: jax.Array, step_losses: jax.Array) -> tuple[jax.Arr
 
 
 def _initial_costs(step_losses: jax.Array) -> jax.Array:
-  """C_0: no call generates nothing for free and nothing else. float [D + 1]."""
+  """C_0 float [D + 1]: with zero calls only the empty prefix (cost 0) is reachable, the rest is inf."""
   return jnp.full(step_losses.shape[0] + 1, jnp.inf, step_losses.dtype).at[0].set(0)
 
 
@@ -223,8 +236,9 @@ def _run_layers(losses: np.ndarray, budget: int, with_starts: bool) -> tuple[np.
     starts: int64 [>= budget], the optimal budget-call plan in the first `budget` entries (if with_starts).
   """
   num_steps = losses.shape[0]
-  # The budget is traced, so plan and plan_all share one compilation per D; the argmin table then has D rows
-  # (int16, 19 MB at D = 3072). For larger D, plan sizes it by the budget's power of two and plan_all skips it.
+  # The budget is traced, so plan and plan_all share one compilation per D; the argmin table then has D
+  # rows (int16, 19 MB at D = 3072). For larger D, plan sizes it by the budget's power of two and plan_all
+  # skips it.
   if num_steps <= _MAX_TABLE_STEPS:
     table_rows = num_steps
   else:
@@ -240,7 +254,7 @@ def _layers(step_losses: jax.Array, budget: jax.Array, *, table_rows: int) -> tu
 
   Returns:
     final_costs: float [D], entry k-1 is C_k[D] for k <= budget, inf after.
-    starts: int32 [table_rows], first `budget` entries are the optimal budget-call plan if budget <= table_rows.
+    starts: int32 [table_rows]; if budget <= table_rows, its first `budget` entries are the optimal plan.
   """
   num_steps = step_losses.shape[0]
   table_dtype = jnp.int16 if num_steps < 2**15 else jnp.int32
@@ -260,5 +274,6 @@ def _layers(step_losses: jax.Array, budget: jax.Array, *, table_rows: int) -> tu
     start = argmins[budget - 1 - i, end].astype(jnp.int32)
     return start, starts.at[budget - 1 - i].set(start, mode='drop')
 
-  _, starts = jax.lax.fori_loop(0, budget, backtrack, (jnp.int32(num_steps), jnp.zeros(table_rows, jnp.int32)))
+  starts = jnp.zeros(table_rows, jnp.int32)
+  _, starts = jax.lax.fori_loop(0, budget, backtrack, (jnp.int32(num_steps), starts))
   return final_costs, starts

@@ -16,7 +16,8 @@ def _cost(losses, starts):
 def _brute_force_costs(losses):
   """Minimum over every plan with b calls, for b = 1..D: [D]."""
   num_steps = len(losses)
-  return np.array([min(_cost(losses, (0,) + rest) for rest in itertools.combinations(range(1, num_steps), b - 1))
+  later_starts = range(1, num_steps)
+  return np.array([min(_cost(losses, (0,) + rest) for rest in itertools.combinations(later_starts, b - 1))
                    for b in range(1, num_steps + 1)])
 
 
@@ -94,11 +95,16 @@ def test_paper_example():
   np.testing.assert_array_equal(planner.plan(losses, 2).starts, [0, 2])
 
 
-def test_matches_reference_dp_on_a_larger_case():
-  num_steps = 300
+def _larger_loss_vectors(num_steps):
   t = np.arange(num_steps) / num_steps
   noisy = 1 + 6 * np.exp(-4 * t) + 0.1 * np.random.default_rng(4).standard_normal(num_steps)
-  losses = planner.sort_step_losses(np.maximum(noisy, 0))
+  yield planner.sort_step_losses(np.maximum(noisy, 0))                            # a smooth loss curve
+  yield planner.sort_step_losses(np.random.default_rng(5).integers(0, 6, size=num_steps) / 4)  # ties, zeros
+
+
+@pytest.mark.parametrize('losses', _larger_loss_vectors(300))
+def test_matches_reference_dp_on_a_larger_case(losses):
+  num_steps = len(losses)
   budgets = (1, 2, 7, 20, 64, 150, 299, 300)
   expected = _reference_costs(losses, max(budgets))
   for budget in budgets:
@@ -120,7 +126,8 @@ def test_budget_sized_argmin_table_for_large_d(monkeypatch):
 
 
 def test_sort_step_losses_sorts_descending():
-  np.testing.assert_array_equal(planner.sort_step_losses(np.float32([0.5, 3.0, 0.0, 2.0])), [3.0, 2.0, 0.5, 0.0])
+  sorted_losses = planner.sort_step_losses(np.float32([0.5, 3.0, 0.0, 2.0]))
+  np.testing.assert_array_equal(sorted_losses, [3.0, 2.0, 0.5, 0.0])
 
 
 def test_library_default_precision_is_unchanged():
@@ -130,7 +137,8 @@ def test_library_default_precision_is_unchanged():
 
 @pytest.mark.parametrize('budget, message', [
     (0, r'budget must be in 1\.\.D'), (4, r'budget must be in 1\.\.D'), (2.0, 'budget must be an integer'),
-    (1.5, 'budget must be an integer'), ('2', 'budget must be an integer'), (True, 'budget must be an integer')])
+    (1.5, 'budget must be an integer'), ('2', 'budget must be an integer'),
+    (True, 'budget must be an integer')])
 def test_bad_budget_raises(budget, message):
   with pytest.raises(ValueError, match=message):
     planner.plan([3.0, 2.0, 1.0], budget)
