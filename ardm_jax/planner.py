@@ -32,8 +32,11 @@ Precision: the DP runs in float64 inside a scoped `jax.enable_x64(True)` (the li
 float32). Every candidate is C[s] + (t - s) * L[s] with an exact integer t - s, so candidates are rounded as
 in the reference DP. When these sums are exact (e.g. float32 inputs of similar magnitude, or ties and zeros)
 M is exactly Monge and the result is exactly the DP optimum; otherwise it is within float64 rounding
-(~1e-16 relative per operation) of it, and a cummax keeps the stored argmins monotone even if rounding of a
-near-tie were to break the Monge order.
+(~1e-16 relative per operation) of it, and windows stay well formed (argmins are clipped to their window
+and made monotone by a cummax) even if rounding of a near-tie were to break the Monge order.
+
+Use: host functions, numpy in and out. The budget is a traced value, so plan and plan_all share one
+compilation per D. benchmarks/planner.py times them against the paper's O(D^3) DP.
 """
 import functools
 import operator
@@ -87,7 +90,7 @@ def plan(step_losses, budget) -> Plan:
 
 
 def plan_all(step_losses) -> np.ndarray:
-  """Optimal costs for every budget: float64 [D], entry b-1 is plan(step_losses, b).cost."""
+  """Optimal costs for every budget: float64 [D], entry b-1 is plan(step_losses, b).cost (to rounding)."""
   losses = _validated_losses(step_losses)
   final_costs, _ = _run_layers(losses, losses.shape[0], with_starts=False)
   return final_costs

@@ -8,13 +8,16 @@ is a traced value). The reference for all budgets at D = 3072 (~1-2 minutes) is 
 Usage: python benchmarks/planner.py [--quick]
 """
 import argparse
+import pathlib
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ardm_jax import planner
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a checkout, no install
+from ardm_jax import planner  # pylint: disable=wrong-import-position
 
 BUDGETS = (20, 50, 100, 'all')
 
