@@ -137,14 +137,15 @@ def _settings_crc(name: str, *arrays, eps: float) -> int:
 
 def _push(steps) -> np.ndarray:
   """ANS words of the (symbols [m], frequencies [m, C]) steps, so that decoding pops steps[0] first."""
-  coder = constriction.stream.stack.AnsCoder()
+  ans = constriction.stream.stack.AnsCoder()
   family = constriction.stream.model.Categorical(perfect=False)
   for symbols, freqs in reversed(steps):
-    coder.encode_reverse(symbols.astype(np.int32), family, (freqs - 1).astype(np.float64))
-  return coder.get_compressed()
+    ans.encode_reverse(symbols.astype(np.int32), family, (freqs - 1).astype(np.float64))
+  return ans.get_compressed()
 
 
 def _with_header(words: np.ndarray, settings_crc: int) -> np.ndarray:
+  """The message [crc32, *words]."""
   crc = zlib.crc32(np.ascontiguousarray(words, "<u4").tobytes(), settings_crc)
   return np.concatenate([np.array([crc], np.uint32), words.astype(np.uint32)])
 
@@ -163,13 +164,14 @@ def _open(message, settings_crc: int):
   return constriction.stream.stack.AnsCoder(np.ascontiguousarray(words))
 
 
-def _pop(coder, freqs: np.ndarray) -> np.ndarray:
+def _pop(ans, freqs: np.ndarray) -> np.ndarray:
+  """int64 [m]: the next m symbols, decoded with frequencies [m, C]."""
   family = constriction.stream.model.Categorical(perfect=False)
-  return np.asarray(coder.decode(family, (freqs - 1).astype(np.float64)), np.int64)
+  return np.asarray(ans.decode(family, (freqs - 1).astype(np.float64)), np.int64)
 
 
-def _check_consumed(coder) -> None:
-  if not coder.is_empty():
+def _check_consumed(ans) -> None:
+  if not ans.is_empty():
     raise ValueError("the message does not end where the decoded data ends (corrupted message).")
 
 
@@ -227,14 +229,14 @@ def decode(logits_fn: objective.LogitsFn, message, sigma, starts, event_shape, *
   sigma = np.broadcast_to(np.asarray(sigma, np.int64), event_shape)
   positions = _positions_by_rank(sigma)
   starts, ends = _plan(starts, sigma.size)
-  coder = _open(message, _oa_settings(event_shape, sigma, starts, absorbing_value, eps))
+  ans = _open(message, _oa_settings(event_shape, sigma, starts, absorbing_value, eps))
   x = np.full(event_shape, absorbing_value, np.int32)  # the network input: unknown variables absorbed
   for start, end in zip(starts, ends):
     logits = _network_call(logits_fn, x, sigma < start, start)
     step = positions[start:end]
     freqs = quantized_probabilities(logits.reshape(sigma.size, -1)[step], eps)
-    x.reshape(-1)[step] = _pop(coder, freqs)
-  _check_consumed(coder)
+    x.reshape(-1)[step] = _pop(ans, freqs)
+  _check_consumed(ans)
   return x
 
 
@@ -294,7 +296,7 @@ def decode_upscale(logits_fn: objective.LogitsFn, message, sigma, starts, event_
   sigma = np.broadcast_to(np.asarray(sigma, np.int64), (num_stages,) + event_shape)
   num_variables = sigma[0].size
   starts, ends = _plan(starts, num_variables, num_stages)
-  coder = _open(message, _upscale_settings(event_shape, sigma, starts, transitions, parametrisation, eps))
+  ans = _open(message, _upscale_settings(event_shape, sigma, starts, transitions, parametrisation, eps))
   state = np.full(event_shape, transitions.state_values[0, 0], np.int32)
   for s in range(num_stages):
     positions = _positions_by_rank(sigma[s])
@@ -302,7 +304,7 @@ def decode_upscale(logits_fn: objective.LogitsFn, message, sigma, starts, event_
     for start, end in zip(starts[s], ends[s]):
       logits = _network_call(logits_fn, state, sigma[s] < start, s * num_variables + start)
       step = positions[start:end]
-      child = _pop(coder, _children_freqs(logits, coarse, s, step, transitions, parametrisation, eps))
+      child = _pop(ans, _children_freqs(logits, coarse, s, step, transitions, parametrisation, eps))
       state.reshape(-1)[step] = transitions.child_state[s][coarse.reshape(-1)[step], child]
-  _check_consumed(coder)
+  _check_consumed(ans)
   return state
