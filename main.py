@@ -33,28 +33,44 @@ MODES = {"train": train.train_and_evaluate, "eval": inference.evaluate, "sample"
 
 
 def parse_flags(argv):
-  """absl flag parsing that turns an unknown `--config.a.b=v` key into a one-line error naming it."""
+  """absl flag parsing that turns command-line mistakes (unknown `--config.a.b=v` key, a value of the wrong
+  type, a config file that is missing or rejects its ':variant', an unknown flag) into a one-line error."""
   try:
-    return FLAGS(argv)
+    argv = FLAGS(argv)
+    FLAGS.config.keys()  # A config file that failed to load reports it only when first read.
+    return argv
   except (AttributeError, KeyError) as e:
     missing = str(e).strip("\"'")
     culprits = [a for a in argv if a.startswith("--config.") and missing in a.split("=", 1)[0].split(".")]
     raise SystemExit(f"Unknown config key {missing!r} in {' '.join(culprits) or 'the --config overrides'}: "
                      "the config has no such field (see the config file for the keys).") from None
+  except (flags.Error, OSError) as e:
+    lines = str(e).strip().splitlines()  # Config file errors carry their traceback: keep its last line.
+    detail = lines[0] if len(lines) == 1 else f"{lines[0].split(': ')[0]}: {lines[-1].strip()}"
+    raise SystemExit(f"Bad command line: {detail}\nFix the flag (see `python main.py --helpfull`; config "
+                     "overrides take the type of the field in the config file).") from None
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  unknown = [m for m in FLAGS.mode if m not in MODES]
+  if unknown:
+    raise SystemExit(f"Unknown --mode {unknown}; choose from {list(MODES)}, e.g. --mode=train,plan.")
   if FLAGS.distributed or FLAGS.num_processes:
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
   logging.info("process %d/%d, devices: %s", jax.process_index(), jax.process_count(), jax.devices())
-  unknown = [m for m in FLAGS.mode if m not in MODES]
-  if unknown:
-    raise app.UsageError(f"Unknown --mode {unknown}; choose from {list(MODES)}.")
-  for mode in FLAGS.mode:
-    MODES[mode](FLAGS.config, FLAGS.workdir)
+  for index, mode in enumerate(FLAGS.mode):
+    try:
+      result = MODES[mode](FLAGS.config, FLAGS.workdir)
+    except train.RUN_ERRORS as e:
+      logging.debug("Traceback of the error below:", exc_info=True)
+      raise SystemExit(f"Error ({type(e).__name__}): {e}") from None
+    if mode == "train" and int(result.step) < FLAGS.config.training.num_train_steps:
+      logging.warning("Training stopped early at step %d (SIGTERM); not running %s.", int(result.step),
+                      FLAGS.mode[index + 1:])
+      return
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ def restore(config: ml_collections.ConfigDict, workdir: str):
   """(experiment, trainer, state) of the latest good checkpoint; raises if the workdir has none."""
   exp = experiment.build_experiment(config)
   trainer = train.Trainer(exp)
-  ckpt = checkpointing.Checkpointer(workdir, config)
+  ckpt = checkpointing.Checkpointer(workdir, config, read_only=True)
   try:
     state = ckpt.restore_latest(trainer.abstract_state())
   finally:
@@ -63,9 +63,9 @@ def stage_plans(exp: experiment.Experiment, state, budget: int) -> tuple[np.ndar
 
 
 def sample(config: ml_collections.ConfigDict, workdir: str) -> np.ndarray:
-  """Draws config.sample.num_samples samples with config.sample.budget calls per stage (0 = D) and saves them."""
+  """Draws config.sample.num_samples samples with config.sample.budget calls per stage and saves them."""
   exp, _, state = restore(config, workdir)
-  budget = config.sample.budget or exp.num_variables
+  budget = config.sample.budget
   starts, planned_bpd = stage_plans(exp, state, budget)
   shape = (config.sample.num_samples,) + tuple(exp.dataset.event_shape)
   rng = jax.random.key_data(jax.random.key(config.sample.seed))

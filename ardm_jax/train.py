@@ -37,6 +37,11 @@ class NonFiniteLossError(FloatingPointError):
   """Raised when a step produced a non-finite loss or gradient and the config says to stop."""
 
 
+# Errors whose message says all a user needs (bad config or input files, unusable checkpoints, a diverged run);
+# main.py prints them in one line instead of a traceback.
+RUN_ERRORS = (experiment.ConfigError, FileNotFoundError, checkpointing.CheckpointError, NonFiniteLossError)
+
+
 def init_state(exp: experiment.Experiment, rng: jax.Array) -> TrainState:
   """Initialises parameters, optimizer, EMA and tracker (jit-able; use with jax.eval_shape for shapes)."""
   init_rng, state_rng = jax.random.split(rng)
@@ -163,7 +168,11 @@ def run(exp: experiment.Experiment, trainer: Trainer, workdir: str) -> TrainStat
   """The training loop of train_and_evaluate, on an experiment already built."""
   config = exp.config
   ckpt = checkpointing.Checkpointer(workdir, config)
-  state = ckpt.restore_latest(trainer.abstract_state())
+  try:
+    state = ckpt.restore_latest(trainer.abstract_state())
+  except checkpointing.CheckpointError:
+    ckpt.close()
+    raise
   if state is None:
     state = trainer.init(jax.random.key_data(jax.random.key(config.seed)))
     logging.info("Starting from scratch in %s.", workdir)
@@ -189,8 +198,10 @@ def run(exp: experiment.Experiment, trainer: Trainer, workdir: str) -> TrainStat
       for hook in hooks:
         hook(done)
       last = done == cfg.num_train_steps
-      log, evaluate = done % cfg.log_every_steps == 0 or last, done % cfg.eval_every_steps == 0 or last
-      save = done % cfg.checkpoint_every_steps == 0 or last or preempted["flag"]
+      stop = preempted["flag"]  # Read once: the handler may run between the save and the break below.
+      log = done % cfg.log_every_steps == 0 or last
+      evaluate = (done % cfg.eval_every_steps == 0 or last) and not stop  # Preemption leaves little time.
+      save = done % cfg.checkpoint_every_steps == 0 or last or stop
       if not (log or evaluate or save):
         continue
       _check_finite(*pending, cfg.on_nonfinite)  # Never log, eval or save past a non-finite step.
@@ -202,7 +213,7 @@ def run(exp: experiment.Experiment, trainer: Trainer, workdir: str) -> TrainStat
         writer.write_scalars(done, trainer.evaluate(state.ema_params, eval_rng))
       if save:
         ckpt.save(state)
-      if preempted["flag"]:
+      if stop:
         logging.warning("SIGTERM received: checkpointed step %d and stopping.", done)
         break
   finally:

@@ -25,6 +25,7 @@ def get_config(arg=None):
   c.training.batch_size = 128
   c.training.num_train_steps = 3000 * 50_000 // 128  # 3000 epochs.
   c.eval.num_passes = 4
+  c.sample.budget = 3072  # D: sequential sampling.
   if variant == "local":
     c.model.ch = 32
     c.model.num_res_blocks = 1

@@ -49,7 +49,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.max_batches = 0  # 0 = the whole split; > 0 caps batches per pass (quick checks).
 
   c.sample = ml_collections.ConfigDict()
-  c.sample.budget = 0  # Network calls per stage; 0 = D (plain sequential sampling).
+  # Network calls per stage, 1..D (D = sequential sampling); required, each config sets it.
+  c.sample.budget = ml_collections.config_dict.placeholder(int)
   c.sample.num_samples = 16
   c.sample.seed = 0
   return c

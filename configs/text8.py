@@ -32,6 +32,7 @@ def get_config(arg=None):
   c.training.num_train_steps = 3_000_000
   c.eval.batch_size = 512
   c.eval.num_passes = 1
+  c.sample.budget = 250  # D: sequential sampling.
   if variant == "local":
     c.data.seq_len = 32
     c.model.num_layers = 2

@@ -141,37 +141,3 @@ def test_two_processes_match_one(text8_zip, tmp_path):
   config = text8_config(text8_zip, num_train_steps=3)
   for a, b in zip(jax.tree.leaves(_restore_params(config, multi)), jax.tree.leaves(_restore_params(config, single))):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
-
-
-@pytest.mark.parametrize("override, message", [
-    ("--config.training.bogus=1", "Unknown config key 'bogus' in --config.training.bogus=1"),
-    ("--config.training.batch_size=abc", "batch_size"),
-])
-def test_bad_command_line_overrides(override, message, tmp_path):
-  cmd = [sys.executable, os.path.join(REPO, "main.py"), "--config=" + os.path.join(REPO, "configs/text8.py:local"),
-         f"--workdir={tmp_path}", override]
-  run = subprocess.run(cmd, env=_env(1), capture_output=True, text=True, timeout=120)
-  assert run.returncode != 0
-  assert message in run.stderr
-
-
-def test_config_errors(text8_zip, tmp_path):
-  config = text8_config(text8_zip)
-  config.data.path = str(tmp_path / "missing.zip")
-  with pytest.raises(FileNotFoundError, match="missing.zip"):
-    experiment.build_experiment(config)
-  config = text8_config(text8_zip)
-  config.training.batch_size = 15
-  exp = experiment.build_experiment(config)
-  with pytest.raises(ValueError, match="batch_size = 15 is not divisible by the 2 devices"):
-    train.Trainer(exp)
-  config = text8_config(text8_zip)
-  config.objective.kind = "upscale"
-  config.objective.transitions = "digits"
-  config.objective.branching = 1
-  with pytest.raises(ValueError, match="branching = 1 must be >= 2"):
-    experiment.build_experiment(config)
-  config = text8_config(text8_zip)
-  config.optimizer.name = "sgd"
-  with pytest.raises(ValueError, match=r"optimizer.name = 'sgd' is not one of \['adam', 'adamw'\]"):
-    experiment.build_experiment(config)

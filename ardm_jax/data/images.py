@@ -46,6 +46,7 @@ def load_cifar10(split: str, data_dir, download: bool) -> np.ndarray:
 
   Raises:
     FileNotFoundError: the dataset is not prepared in `data_dir` and `download` is False.
+    ValueError: the prepared split is empty or holds images that are not uint8 32x32x3.
   """
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
   _hide_accelerators_from_tensorflow()
@@ -60,7 +61,14 @@ def load_cifar10(split: str, data_dir, download: bool) -> np.ndarray:
         f"tensorflow_datasets as tfds; tfds.builder('cifar10', data_dir='DIR').download_and_prepare()\"), "
         f"or set data.download=True, or point data.tfds_data_dir at a prepared copy. ({error})") from None
   # Read in batches rather than with batch_size=-1, which aborts the process under tfds.testing.mock_data.
-  return np.concatenate([images for images, _ in tfds.as_numpy(split_ds.batch(_TFDS_READ_BATCH))])
+  batches = [np.asarray(images) for images, _ in tfds.as_numpy(split_ds.batch(_TFDS_READ_BATCH))]
+  found = sorted({f"{b.dtype.name} {b.shape[1:]}" for b in batches})
+  if found != [f"uint8 {CIFAR10_SHAPE}"]:
+    raise ValueError(
+        f"CIFAR-10 {split!r} split in data.tfds_data_dir={data_dir!r} holds {' and '.join(found) or 'no'} "
+        f"images, expected uint8 {CIFAR10_SHAPE}: the prepared copy is not CIFAR-10 or is damaged; rebuild "
+        f"it with `tfds build cifar10 --data_dir=DIR` or point data.tfds_data_dir at a good copy.")
+  return np.concatenate(batches)
 
 
 def downscale(image_HxWxC: np.ndarray, factor: int) -> np.ndarray:

@@ -1,0 +1,224 @@
+"""Bad input, one test per case: each fails early with one message saying what is wrong and how to fix it."""
+import os
+import subprocess
+import sys
+import zipfile
+
+import jax
+import numpy as np
+import pytest
+
+import fake_data
+from ardm_jax import checkpointing
+from ardm_jax import experiment
+from ardm_jax import inference
+from ardm_jax import train
+from configs import cifar10
+from configs import text8
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(name="text8_zip", scope="module")
+def fixture_text8_zip(tmp_path_factory):
+  path = tmp_path_factory.mktemp("data") / "text8.zip"
+  fake_data.write_text8_zip(path, fake_data.random_text(40_000, seed=1))
+  return str(path)
+
+
+def text8_config(text8_zip):
+  config = text8.get_config("local")
+  config.data.path = text8_zip
+  return config
+
+
+def run_main(*flags, workdir="/nonexistent/never_created"):
+  cmd = [sys.executable, os.path.join(REPO, "main.py"), f"--workdir={workdir}", *flags]
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+
+
+LOCAL = "--config=" + os.path.join(REPO, "configs/text8.py:local")
+
+
+@pytest.mark.parametrize("flags, message", [
+    pytest.param([LOCAL, "--config.training.bogus=1"],
+                 "Unknown config key 'bogus' in --config.training.bogus=1: the config has no such field",
+                 id="cli_unknown_key"),
+    pytest.param([LOCAL, "--config.training.batch_size=abc"],
+                 "Bad command line: flag --config.training.batch_size=abc: invalid literal for int() with base 10: "
+                 "'abc'\nFix the flag", id="cli_bad_type"),
+    pytest.param(["--config=" + os.path.join(REPO, "configs/text8.py:huge")],
+                 "Unknown config variant 'huge'; choose one of ['', 'local'].", id="cli_unknown_variant"),
+    pytest.param(["--config=" + os.path.join(REPO, "configs/nope.py")],
+                 "No such file or directory: '" + os.path.join(REPO, "configs/nope.py"), id="cli_missing_config_file"),
+    pytest.param([LOCAL, "--mode=train,evaluate"],
+                 "Unknown --mode ['evaluate']; choose from ['train', 'eval', 'sample', 'plan']", id="cli_unknown_mode"),
+    pytest.param([LOCAL, "--config.sample.budget=0"],
+                 "Error (ConfigError): config.sample.budget = 0 network calls per stage, but it is required and must "
+                 "lie in 1..D with D = 32", id="cli_run_error_is_one_line"),
+])
+def test_command_line_mistakes(flags, message, text8_zip):
+  run = run_main(*flags, *([f"--config.data.path={text8_zip}"] if flags[0] == LOCAL else []))
+  assert run.returncode == 1
+  assert message in run.stderr, run.stderr[-2000:]
+  assert "Traceback" not in run.stderr, run.stderr[-2000:]
+  assert not os.path.exists("/nonexistent/never_created")
+
+
+@pytest.mark.parametrize("overrides, error, message", [
+    pytest.param({"model.widht": 64}, experiment.ConfigError,
+                 "config.model does not fit Transformer: Transformer.__init__() got an unexpected keyword argument "
+                 "'widht'; remove or rename the key", id="mistyped_model_field"),
+    pytest.param({"data.sequence_length": 64}, experiment.ConfigError,
+                 "unknown data config fields ['sequence_length']; known fields:", id="mistyped_data_field"),
+    pytest.param({"data.name": "mnist"}, experiment.ConfigError,
+                 "data.name='mnist' is not a known dataset; known names: cifar10, text8", id="unknown_dataset"),
+    pytest.param({"model.name": "resnet"}, experiment.ConfigError,
+                 "config.model.name = 'resnet' is not one of ['unet', 'transformer']; pick one with "
+                 "--config.model.name=", id="unknown_model"),
+    pytest.param({"objective.kind": "ar"}, experiment.ConfigError,
+                 "config.objective.kind = 'ar' is not one of ['oa', 'upscale']", id="unknown_objective"),
+    pytest.param({"optimizer.name": "sgd"}, experiment.ConfigError,
+                 "config.optimizer.name = 'sgd' is not one of ['adam', 'adamw']", id="unknown_optimizer"),
+    pytest.param({"training.on_nonfinite": "ignore"}, experiment.ConfigError,
+                 "config.training.on_nonfinite = 'ignore' is not one of ['stop', 'skip']", id="unknown_on_nonfinite"),
+    pytest.param({"sample.budget": 0}, experiment.ConfigError,
+                 "config.sample.budget = 0 network calls per stage, but it is required and must lie in 1..D with "
+                 "D = 32 variables per data point (D: sequential sampling); set it with --config.sample.budget=",
+                 id="budget_zero"),
+    pytest.param({"sample.budget": 33}, experiment.ConfigError,
+                 "config.sample.budget = 33 network calls per stage, but it is required and must lie in 1..D with "
+                 "D = 32", id="budget_above_D"),
+    pytest.param({"sample.budget": None}, experiment.ConfigError,
+                 "config.sample.budget = None network calls per stage, but it is required", id="budget_unset"),
+    pytest.param({"objective.kind": "upscale", "objective.branching": 1}, experiment.ConfigError,
+                 "config.objective.branching = 1, but it must be >= 2 (each upscale stage chooses among b >= 2 "
+                 "refinements); fix it with --config.objective.branching=", id="upscale_branching_1"),
+    pytest.param({"optimizer.learning_rate": -1e-3}, experiment.ConfigError,
+                 "config.optimizer.learning_rate = -0.001, but it must be >= 0; fix it with "
+                 "--config.optimizer.learning_rate=", id="negative_learning_rate"),
+    pytest.param({"optimizer.ema_decay": 1.0}, experiment.ConfigError,
+                 "config.optimizer.ema_decay = 1.0, but it must be in [0, 1); fix it with --config.optimizer.ema_decay=",
+                 id="ema_decay_1"),
+    pytest.param({"training.num_train_steps": 0}, experiment.ConfigError,
+                 "config.training.num_train_steps = 0, but it must be > 0", id="zero_train_steps"),
+    pytest.param({"objective.absorbing_value": 28}, experiment.ConfigError,
+                 "config.objective.absorbing_value = 28 is outside 0..27 for 27-class data; use 27", id="absorbing_28"),
+    pytest.param({"data.seq_len": 0}, experiment.ConfigError,
+                 "data.seq_len must be an integer in [1, 1000], got 0", id="seq_len_0"),
+])
+def test_bad_config_values(overrides, error, message, text8_zip):
+  config = text8_config(text8_zip)
+  for dotted, value in overrides.items():
+    section, key = dotted.split(".")
+    config[section][key] = value
+  with pytest.raises(error) as info:
+    experiment.build_experiment(config)
+  assert message in str(info.value)
+
+
+def test_batch_not_divisible_by_devices(text8_zip):
+  config = text8_config(text8_zip)
+  config.training.batch_size = 15
+  exp = experiment.build_experiment(config)
+  with pytest.raises(experiment.ConfigError, match=r"config.training.batch_size = 15 is not divisible by the 2 "
+                     r"devices of the mesh; use a multiple of 2 \(--config.training.batch_size=...\)"):
+    train.Trainer(exp)
+
+
+def write_zip(path, members):
+  with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    for name, text in members.items():
+      archive.writestr(name, text)
+
+
+@pytest.mark.parametrize("make_file, error, message", [
+    pytest.param(None, FileNotFoundError,
+                 "text8 not found at data.path='{path}'; download it with `wget http://mattmahoney.net/dc/text8.zip`",
+                 id="missing_text8"),
+    pytest.param(lambda p, good: open(p, "wb").write(open(good, "rb").read()[:5000]), experiment.ConfigError,
+                 "{path}: not a readable zip archive, truncated or corrupt", id="truncated_text8"),
+    pytest.param(lambda p, good: write_zip(p, {"enwik8": "some text"}), experiment.ConfigError,
+                 "{path}: zip has no member 'text8' (members: ['enwik8'])", id="zip_without_text8_member"),
+    pytest.param(lambda p, good: write_zip(p, {"text8": " hello World 42" * 5000}), experiment.ConfigError,
+                 "characters outside [a-z ], the first is 'W' (byte 87) at offset 7", id="text8_bad_characters"),
+    pytest.param(lambda p, good: write_zip(p, {"text8": " short text"}), experiment.ConfigError,
+                 "text8 is too short: its train split has 9 characters (needs at least 1000)", id="text8_too_short"),
+])
+def test_bad_text8_file(make_file, error, message, text8_zip, tmp_path):
+  path = str(tmp_path / "text8.zip")
+  if make_file is not None:
+    make_file(path, text8_zip)
+  config = text8_config(path)
+  with pytest.raises(error) as info:
+    experiment.build_experiment(config)
+  assert message.format(path=path) in str(info.value)
+
+
+def mock_cifar10_images(shape, dtype):
+  """tfds mock data whose images have the given per-image shape and dtype (a damaged or wrong prepared copy)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  def as_dataset(self, split, *args, **kwargs):
+    del self, split, args, kwargs
+    return tf.data.Dataset.from_tensor_slices({
+        "image": np.zeros((8, *shape), dtype), "label": np.zeros(8, np.int64),
+        "id": np.array([f"mock_{i}" for i in range(8)])})
+
+  return tfds.testing.mock_data(as_dataset_fn=as_dataset)
+
+
+@pytest.mark.parametrize("shape, dtype, found", [
+    pytest.param((28, 28, 1), np.uint8, "uint8 (28, 28, 1)", id="cifar10_wrong_shape"),
+    pytest.param((32, 32, 3), np.float32, "float32 (32, 32, 3)", id="cifar10_wrong_dtype"),
+])
+def test_cifar10_wrong_images(shape, dtype, found):
+  with mock_cifar10_images(shape, dtype):
+    with pytest.raises(experiment.ConfigError) as info:
+      experiment.build_experiment(cifar10.get_config("local"))
+  assert (f"CIFAR-10 'train' split in data.tfds_data_dir='' holds {found} images, expected uint8 (32, 32, 3): the "
+          "prepared copy is not CIFAR-10 or is damaged; rebuild it with `tfds build cifar10") in str(info.value)
+
+
+def test_cifar10_not_prepared(tmp_path):
+  config = cifar10.get_config("local")
+  config.data.tfds_data_dir = str(tmp_path)
+  with pytest.raises(FileNotFoundError) as info:
+    experiment.build_experiment(config)
+  assert f"CIFAR-10 is not prepared in data.tfds_data_dir='{tmp_path}'" in str(info.value)
+  assert "tfds build cifar10" in str(info.value) and "data.download=True" in str(info.value)
+
+
+@pytest.fixture(name="workdir_with_checkpoint", scope="module")
+def fixture_workdir_with_checkpoint(text8_zip, tmp_path_factory):
+  """A workdir holding the initial state of the text8 :local config, checkpointed at step 0."""
+  config = text8_config(text8_zip)
+  trainer = train.Trainer(experiment.build_experiment(config))
+  workdir = str(tmp_path_factory.mktemp("work"))
+  ckpt = checkpointing.Checkpointer(workdir, config)
+  ckpt.save(trainer.init(jax.random.key_data(jax.random.key(0))))
+  ckpt.close()
+  return workdir
+
+
+def test_checkpoint_from_a_different_config(workdir_with_checkpoint, text8_zip):
+  config = text8_config(text8_zip)
+  config.model.num_layers = 3
+  config.optimizer.learning_rate = 2e-3
+  config.training.num_train_steps = 50  # Resumable: not reported.
+  with pytest.raises(checkpointing.CheckpointError) as info:
+    train.train_and_evaluate(config, workdir_with_checkpoint)
+  assert (f"The checkpoint at step 0 in {workdir_with_checkpoint}/checkpoints was written by a different config: "
+          "model.num_layers: 2 -> 3; optimizer.learning_rate: 0.001 -> 0.002. Use a new --workdir, or rerun with "
+          "the original config.") == str(info.value)
+
+
+@pytest.mark.parametrize("mode", ["evaluate", "sample", "plan_report"])
+def test_inference_without_checkpoint(mode, text8_zip, tmp_path):
+  workdir = str(tmp_path / "never_trained")
+  with pytest.raises(checkpointing.CheckpointError) as info:
+    getattr(inference, mode)(text8_config(text8_zip), workdir)
+  assert str(info.value) == f"No checkpoint in {workdir}/checkpoints: train first (--mode=train)."
+  assert not os.path.exists(workdir)  # Read-only: a mistyped --workdir is not created.

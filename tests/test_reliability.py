@@ -1,0 +1,345 @@
+"""Fault injection: SIGKILL at random moments, interrupted and corrupted checkpoints, NaN losses, SIGTERM.
+
+Every run is the tiny text8 `:local` model on a small fake text8.zip. In-process runs share one compiled
+Trainer (only the host loop reads step counts, checkpoint intervals and on_nonfinite, so configs that differ in
+those alone can share it); subprocess runs share a persistent XLA compilation cache.
+"""
+import dataclasses
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+import fake_data
+from ardm_jax import checkpointing
+from ardm_jax import experiment
+from ardm_jax import train
+from configs import text8
+
+# A restore that fails on a corrupted file leaves orbax's async readers complaining about a closed event loop.
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NUM_STEPS = 16  # Of the uninterrupted run; a checkpoint after every step, the last 3 kept: 14, 15, 16.
+OVERRIDES = {"training.checkpoint_every_steps": 1, "training.eval_every_steps": 1000, "training.log_every_steps": 1,
+             "eval.max_batches": 1}
+
+
+@pytest.fixture(name="text8_zip", scope="module")
+def fixture_text8_zip(tmp_path_factory):
+  path = tmp_path_factory.mktemp("data") / "text8.zip"
+  fake_data.write_text8_zip(path, fake_data.random_text(40_000, seed=1))
+  return str(path)
+
+
+def main_command(workdir, text8_zip, num_steps=NUM_STEPS, **overrides):
+  flags = [f"--config.{k}={v}" for k, v in dict(OVERRIDES, **overrides).items()]
+  return [sys.executable, os.path.join(REPO, "main.py"), "--config=" + os.path.join(REPO, "configs/text8.py:local"),
+          f"--workdir={workdir}", f"--config.data.path={text8_zip}",
+          f"--config.training.num_train_steps={num_steps}", *flags]
+
+
+@pytest.fixture(name="subprocess_env", scope="module")
+def fixture_subprocess_env(tmp_path_factory):
+  cache = str(tmp_path_factory.mktemp("xla_cache"))
+  return dict(os.environ, JAX_COMPILATION_CACHE_DIR=cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+
+
+@pytest.fixture(name="straight", scope="module")
+def fixture_straight(text8_zip, tmp_path_factory):
+  """One uninterrupted in-process run of main_command's config: (trainer, workdir, final state)."""
+  config = text8.get_config("local")
+  config.data.path = text8_zip
+  config.training.num_train_steps = NUM_STEPS
+  for key, value in OVERRIDES.items():
+    section, field = key.split(".")
+    config[section][field] = value
+  exp = experiment.build_experiment(config)
+  trainer = train.Trainer(exp)
+  workdir = str(tmp_path_factory.mktemp("straight"))
+  state = jax.device_get(train.run(exp, trainer, workdir))
+  return trainer, workdir, state
+
+
+def continue_run(trainer, workdir, num_steps, **training):
+  """Trains (resuming) to num_steps in workdir with the compiled steps of `trainer` and these training fields."""
+  config = trainer.exp.config.copy_and_resolve_references()
+  config.training.update(dict(training, num_train_steps=num_steps))
+  return jax.device_get(train.run(dataclasses.replace(trainer.exp, config=config), trainer, workdir))
+
+
+def tree_equal(a, b) -> bool:
+  leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+  return len(leaves_a) == len(leaves_b) and all(
+      np.asarray(x).dtype == np.asarray(y).dtype and np.array_equal(x, y) for x, y in zip(leaves_a, leaves_b))
+
+
+def restore(trainer, workdir, read_only=True):
+  ckpt = checkpointing.Checkpointer(workdir, trainer.exp.config, read_only=read_only)
+  try:
+    return ckpt.restore_latest(trainer.abstract_state())
+  finally:
+    ckpt.close()
+
+
+def restore_step(trainer, workdir, step):
+  """The state orbax holds for `step`, read directly (no fingerprint checks)."""
+  with ocp.CheckpointManager(os.path.join(workdir, "checkpoints"),
+                             options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
+    return manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(trainer.abstract_state())))["state"]
+
+
+def listing(workdir):
+  """(complete step numbers, names of orbax temporary directories) in workdir/checkpoints."""
+  directory = os.path.join(workdir, "checkpoints")
+  names = os.listdir(directory) if os.path.isdir(directory) else []
+  return sorted(int(n) for n in names if n.isdigit()), [n for n in names if checkpointing.TMP_SUFFIX in n]
+
+
+def wait_for(condition, proc, log_path, timeout=180.0, poll=0.002):
+  deadline = time.monotonic() + timeout
+  while not condition():
+    if proc.poll() is not None or time.monotonic() > deadline:
+      proc.kill()
+      raise AssertionError(f"gave up waiting (exit code {proc.poll()}):\n" + open(log_path).read()[-3000:])
+    time.sleep(poll)
+
+
+def test_sigkill_at_random_moments_then_resume_is_bit_identical(straight, text8_zip, subprocess_env, tmp_path):
+  trainer, _, straight_state = straight
+  workdir = str(tmp_path / "killed")
+  rng = np.random.default_rng(5)
+  resumed, killed_mid_write = [], []
+  for run, how in enumerate(["random", "mid_write", "random", "finish"]):
+    newest_before = max(listing(workdir)[0], default=0)
+    log_path = str(tmp_path / f"run{run}.log")
+    with open(log_path, "w") as log:
+      proc = subprocess.Popen(main_command(workdir, text8_zip), env=subprocess_env, stdout=log,
+                              stderr=subprocess.STDOUT)
+    if how == "finish":
+      assert proc.wait(timeout=300) == 0, open(log_path).read()[-3000:]
+    else:
+      if how == "random":  # After this run's first new checkpoint, at a random moment.
+        wait_for(lambda: max(listing(workdir)[0], default=0) > newest_before, proc, log_path)
+        time.sleep(rng.uniform(0.0, 0.5))
+      else:  # As soon as orbax starts writing a step, once this run's first save has removed any leftovers.
+        wait_for(lambda: f"[{newest_before + 2}] " in open(log_path).read(), proc, log_path, poll=0.05)
+        wait_for(lambda: listing(workdir)[1], proc, log_path)
+      proc.kill()
+      proc.wait()
+      killed_mid_write.append(bool(listing(workdir)[1]))  # orbax's temporary directory was left behind.
+    if run > 0:
+      resumed.append((newest_before, f"Resumed from checkpoint at step {newest_before}." in open(log_path).read()))
+  assert all(found for _, found in resumed), resumed  # Each restart resumed from the newest complete step.
+  assert 0 < resumed[0][0] < resumed[-1][0] < NUM_STEPS, resumed
+  assert killed_mid_write[1], "the kill did not land during a checkpoint write"
+  final = restore(trainer, workdir)
+  assert int(final.step) == NUM_STEPS
+  assert tree_equal(final, straight_state)  # params, opt_state, ema, tracker, rng, step, num_skipped
+
+
+def test_interrupted_checkpoint_write_is_ignored(straight, tmp_path):
+  """What a kill during orbax's async save leaves behind: `<step>.orbax-checkpoint-tmp/` with unfinished items."""
+  trainer, source, straight_state = straight
+  workdir = str(tmp_path / "work")
+  shutil.copytree(source, workdir)
+  checkpoints = os.path.join(workdir, "checkpoints")
+  partial = os.path.join(checkpoints, f"{NUM_STEPS + 1}{checkpointing.TMP_SUFFIX}")
+  shutil.copytree(os.path.join(checkpoints, str(NUM_STEPS)), partial)
+  os.rename(os.path.join(partial, "state"), os.path.join(partial, "state" + checkpointing.TMP_SUFFIX))
+  os.remove(os.path.join(partial, "commit_success.txt"))
+
+  resumed = continue_run(trainer, workdir, NUM_STEPS)  # Restores; there is nothing left to train.
+  assert tree_equal(resumed, straight_state)
+  assert listing(workdir) == ([NUM_STEPS - 2, NUM_STEPS - 1, NUM_STEPS], [])  # The manager removed the leftover.
+  state = continue_run(trainer, workdir, NUM_STEPS + 2)  # and the interrupted step can be written for real.
+  assert int(state.step) == NUM_STEPS + 2 and listing(workdir) == ([NUM_STEPS, NUM_STEPS + 1, NUM_STEPS + 2], [])
+
+
+def corrupt(path, how):
+  """Truncates the file to half its length, or flips one bit of its middle byte."""
+  data = bytearray(open(path, "rb").read())
+  if how == "truncate":
+    data = data[:len(data) // 2]
+  else:
+    data[len(data) // 2] ^= 0x10
+  with open(path, "wb") as f:
+    f.write(bytes(data))
+
+
+def largest_array_file(step_dir):
+  """The biggest data file (the arrays' bytes) of a checkpoint's state item."""
+  files = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(step_dir, "state")) for f in fs
+           if os.path.basename(d) == "d"]
+  return max(files, key=os.path.getsize)
+
+
+@pytest.mark.parametrize("how", ["truncate", "bitflip"])
+def test_corrupted_latest_checkpoint_falls_back_and_training_goes_on(how, straight, tmp_path, caplog):
+  trainer, source, _ = straight
+  workdir = str(tmp_path / "work")
+  shutil.copytree(source, workdir)
+  corrupt(largest_array_file(os.path.join(workdir, "checkpoints", str(NUM_STEPS))), how)
+  previous = restore_step(trainer, source, NUM_STEPS - 1)
+  with caplog.at_level(logging.INFO):
+    state = continue_run(trainer, workdir, NUM_STEPS + 1)
+  reasons = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+  assert len(reasons) == 1, reasons
+  assert reasons[0].startswith(f"Checkpoint at step {NUM_STEPS} in {workdir}") and "unusable" in reasons[0]
+  why = reasons[0].split(f"trying an older one: step {NUM_STEPS}: ")[1]
+  assert why.split(": ")[0].endswith(("Error", "Exception")) and len(why) > 30, why  # e.g. 'ValueError: ...'
+  assert f"Resumed from step {NUM_STEPS - 1} after skipping bad checkpoints: step {NUM_STEPS}:" in caplog.text
+  # The bad step was set aside, so the resumed run wrote it anew (and one more), starting from the previous.
+  assert os.listdir(os.path.join(workdir, checkpointing.UNUSABLE_DIR))[0].startswith(f"{NUM_STEPS}_")
+  assert listing(workdir) == ([NUM_STEPS - 1, NUM_STEPS, NUM_STEPS + 1], [])
+  assert tree_equal(restore_step(trainer, workdir, NUM_STEPS - 1), previous)
+  assert int(state.step) == NUM_STEPS + 1
+
+
+def test_every_single_file_corruption_is_detected_or_harmless(straight, tmp_path):
+  """Truncating or bit-flipping any one file of the newest checkpoint never restores a wrong state: restore
+  yields the exact newest state (the file did not matter) or falls back to the previous step."""
+  trainer, source, newest = straight
+  workdir = str(tmp_path / "work")
+  shutil.copytree(source, workdir)
+  step_dir = os.path.join(workdir, "checkpoints", str(NUM_STEPS))
+  files = sorted(os.path.join(d, f) for d, _, fs in os.walk(step_dir) for f in fs)
+  outcomes = {}
+  for path in files:
+    original = open(path, "rb").read()
+    for how in ("truncate", "bitflip"):
+      corrupt(path, how)
+      state = restore(trainer, workdir)
+      if int(state.step) == NUM_STEPS:
+        assert tree_equal(state, newest), (path, how)
+        outcomes[os.path.relpath(path, step_dir), how] = "harmless"
+      else:
+        assert int(state.step) == NUM_STEPS - 1, (path, how)
+        outcomes[os.path.relpath(path, step_dir), how] = "detected"
+      with open(path, "wb") as f:
+        f.write(original)
+  must_detect = [k for k in outcomes if k[0] in ("meta/metadata", "state/manifest.ocdbt")]
+  must_detect.append((os.path.relpath(largest_array_file(step_dir), step_dir), "bitflip"))
+  assert len(must_detect) == 5 and all(outcomes[k] == "detected" for k in must_detect), outcomes
+
+
+def test_all_checkpoints_corrupted_raises(straight, tmp_path):
+  trainer, source, _ = straight
+  workdir = str(tmp_path / "work")
+  shutil.copytree(source, workdir)
+  for step in listing(workdir)[0]:
+    corrupt(largest_array_file(os.path.join(workdir, "checkpoints", str(step))), "truncate")
+  with pytest.raises(checkpointing.CheckpointError, match="Every checkpoint in .* is unusable, refusing to start "
+                     "over: step 16: .*; step 15: .*; step 14: .*Move .* away to start from scratch"):
+    continue_run(trainer, workdir, NUM_STEPS + 1)
+  assert listing(workdir)[0] == [14, 15, 16]  # Nothing moved or deleted.
+
+
+@pytest.mark.parametrize("garbage", ["empty_step_dir", "step_file", "foreign_dir"])
+def test_checkpoint_dir_with_only_garbage_raises(garbage, straight, tmp_path):
+  trainer, _, _ = straight
+  checkpoints = tmp_path / "work" / "checkpoints"
+  checkpoints.mkdir(parents=True)
+  if garbage == "empty_step_dir":
+    (checkpoints / "7").mkdir()
+  elif garbage == "step_file":
+    (checkpoints / "7").write_text("not a checkpoint")
+  else:
+    (checkpoints / "backup").mkdir()
+  with pytest.raises(checkpointing.CheckpointError, match="refusing to start over"):
+    restore(trainer, str(tmp_path / "work"), read_only=False)
+
+
+POISONED_STEP = 5
+
+
+@pytest.fixture(name="poisoned_trainer")
+def fixture_poisoned_trainer(straight, monkeypatch):
+  """The straight run's trainer, serving at step 5 a corrupted batch of out-of-vocabulary token ids, which the
+  model turns into a NaN loss and NaN gradients (out-of-range gathers fill with NaN)."""
+  trainer = straight[0]
+  batch = trainer.train_batch
+
+  def train_batch(step):
+    x = batch(step)
+    return trainer.global_array(np.full(x.shape, 10**6, np.int32)) if step == POISONED_STEP else x
+
+  monkeypatch.setattr(trainer, "train_batch", train_batch)
+  return trainer
+
+
+def finite(state) -> bool:
+  return all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(state) if np.issubdtype(leaf.dtype, np.floating))
+
+
+def test_nan_loss_stops_naming_the_step_without_checkpointing_it(poisoned_trainer, tmp_path):
+  workdir = str(tmp_path / "work")
+  with pytest.raises(train.NonFiniteLossError, match=f"Non-finite loss or gradient at step {POISONED_STEP} "
+                     r"\(loss=nan, grad_norm=nan\).*on_nonfinite=skip"):
+    continue_run(poisoned_trainer, workdir, 10, checkpoint_every_steps=2, on_nonfinite="stop")
+  assert listing(workdir) == ([2, 4], [])  # Step 6 was due but is past the NaN: not written.
+  latest = restore(poisoned_trainer, workdir)
+  assert int(latest.step) == 4 and int(latest.num_skipped) == 0 and finite(latest)
+
+
+def test_nan_loss_skip_drops_that_update_and_counts_it(poisoned_trainer, tmp_path, caplog):
+  workdir = str(tmp_path / "work")
+  with caplog.at_level(logging.WARNING):
+    state = continue_run(poisoned_trainer, workdir, 10, on_nonfinite="skip", max_checkpoints_to_keep=20)
+  assert int(state.step) == 10 and int(state.num_skipped) == 1 and finite(state)
+  warnings = [r.getMessage() for r in caplog.records if "Non-finite" in r.getMessage()]
+  assert len(warnings) == 1 and f"at step {POISONED_STEP} " in warnings[0] and "skip" in warnings[0]
+  # The dropped update left params, EMA, optimizer and tracker as they were before it.
+  before, after = (restore_step(poisoned_trainer, workdir, s) for s in (POISONED_STEP, POISONED_STEP + 1))
+  assert (int(before.num_skipped), int(after.num_skipped), int(after.step)) == (0, 1, POISONED_STEP + 1)
+  assert tree_equal((before.params, before.ema_params, before.opt_state, before.tracker, before.rng),
+                    (after.params, after.ema_params, after.opt_state, after.tracker, after.rng))
+  assert not tree_equal(after.params, state.params)  # Training went on after it.
+
+
+def test_sigterm_checkpoints_the_step_reached_and_exits_cleanly(straight, text8_zip, subprocess_env, tmp_path,
+                                                                 caplog):
+  trainer = straight[0]
+  workdir = str(tmp_path / "work")
+  log_path = str(tmp_path / "run.log")
+  num_steps = 500
+  with open(log_path, "w") as log:
+    proc = subprocess.Popen(main_command(workdir, text8_zip, num_steps, **{"training.checkpoint_every_steps": 1000}),
+                            env=subprocess_env, stdout=log, stderr=subprocess.STDOUT)
+  wait_for(lambda: "loss=" in open(log_path).read(), proc, log_path, poll=0.05)  # Training has started.
+  proc.send_signal(signal.SIGTERM)
+  assert proc.wait(timeout=120) == 0, open(log_path).read()[-3000:]
+  steps, temporaries = listing(workdir)
+  assert len(steps) == 1 and 0 < steps[0] < num_steps and not temporaries, open(log_path).read()[-3000:]
+  assert f"SIGTERM received: checkpointed step {steps[0]} and stopping." in open(log_path).read()
+  with caplog.at_level(logging.INFO):
+    rerun = continue_run(trainer, workdir, steps[0] + 2)
+  assert f"Resumed from checkpoint at step {steps[0]}." in caplog.text and int(rerun.step) == steps[0] + 2
+
+
+def test_sigterm_in_process_checkpoints_the_step_reached(straight, tmp_path, monkeypatch, caplog):
+  trainer = straight[0]
+  workdir = str(tmp_path / "work")
+  batch = trainer.train_batch
+
+  def batch_then_sigterm(step):
+    if step == 3:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return batch(step)
+
+  monkeypatch.setattr(trainer, "train_batch", batch_then_sigterm)
+  handler = signal.getsignal(signal.SIGTERM)
+  with caplog.at_level(logging.WARNING):
+    state = continue_run(trainer, workdir, 100, checkpoint_every_steps=1000)
+  assert int(state.step) == 4 and listing(workdir) == ([4], [])
+  assert "SIGTERM received: checkpointed step 4 and stopping." in caplog.text
+  assert signal.getsignal(signal.SIGTERM) is handler  # The run put the previous handler back.
