@@ -4,6 +4,7 @@ r"""ARDM entry point: train, evaluate, sample under a step budget, or print the 
   python main.py --config=configs/cifar10.py --workdir=DIR --mode=eval     # test bpd of the latest checkpoint
   python main.py --config=configs/cifar10.py --workdir=DIR --mode=sample --config.sample.budget=50
   python main.py --config=configs/cifar10.py --workdir=DIR --mode=plan     # budget vs bpd table + plot
+  python main.py --config=configs/cifar10.py --workdir=DIR --mode=compress # rANS-code test points, bpd
 
 Multi-host: on Cloud TPU pods pass --distributed (jax.distributed.initialize() finds the peers); elsewhere also
 pass --coordinator_address, --num_processes and --process_id.
@@ -21,7 +22,7 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file, optionally with ':variant'.",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and outputs.")
-flags.DEFINE_list("mode", ["train"], "What to run, in order: any of train, eval, sample, plan (e.g. train,plan).")
+flags.DEFINE_list("mode", ["train"], "What to run, in order: any of train, eval, sample, plan, compress (e.g. train,plan).")
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (multi-host).")
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host outside TPU pods).")
 flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host outside TPU pods).")
@@ -29,7 +30,7 @@ flags.DEFINE_integer("process_id", None, "This process's index (multi-host outsi
 flags.mark_flags_as_required(["config", "workdir"])
 
 MODES = {"train": train.train_and_evaluate, "eval": inference.evaluate, "sample": inference.sample,
-         "plan": inference.plan_report}
+         "plan": inference.plan_report, "compress": inference.compress}
 
 
 def parse_flags(argv):

@@ -28,7 +28,7 @@ import orbax.checkpoint as ocp
 RESUMABLE_FIELDS = ("training.num_train_steps", "training.log_every_steps", "training.eval_every_steps",
                     "training.checkpoint_every_steps", "training.max_checkpoints_to_keep",
                     "training.on_nonfinite", "data.path", "data.tfds_data_dir", "data.download")
-RESUMABLE_SECTIONS = ("eval.", "sample.")
+RESUMABLE_SECTIONS = ("eval.", "sample.", "compress.")
 TMP_SUFFIX = ".orbax-checkpoint-tmp"  # orbax's marker of an unfinished write (orbax 0.12).
 UNUSABLE_DIR = "unusable_checkpoints"
 

@@ -31,7 +31,7 @@ CHOICES = {
 POSITIVE = ("training.batch_size", "training.num_train_steps", "training.log_every_steps",
             "training.eval_every_steps", "training.checkpoint_every_steps",
             "training.max_checkpoints_to_keep", "eval.batch_size", "eval.num_passes",
-            "sample.num_samples", "optimizer.grad_clip_norm")
+            "sample.num_samples", "compress.num_examples", "optimizer.grad_clip_norm")
 NON_NEGATIVE = ("optimizer.learning_rate", "optimizer.warmup_steps", "optimizer.weight_decay",
                 "objective.ce_weight", "eval.max_batches")
 UNIT_INTERVAL = ("optimizer.ema_decay", "optimizer.b1", "optimizer.b2", "training.tracker_momentum")
@@ -80,12 +80,13 @@ def check_batch_divisibility(config: ml_collections.ConfigDict, num_devices: int
 
 
 def check_budget(config: ml_collections.ConfigDict, num_variables: int) -> None:
-  """sample.budget (network calls per stage) must lie in 1..D."""
-  budget = config.sample.budget
-  if budget is None or not 1 <= budget <= num_variables:
-    raise ConfigError(f"config.sample.budget = {budget} network calls per stage, but it is required and must "
-                      f"lie in 1..D with D = {num_variables} variables per data point (D: sequential sampling); "
-                      f"set it with --config.sample.budget=...")
+  """sample.budget and compress.budget (network calls per stage) must lie in 1..D."""
+  for key in ("sample.budget", "compress.budget"):
+    budget = _get(config, key)
+    if budget is None or not 1 <= budget <= num_variables:
+      raise ConfigError(f"config.{key} = {budget} network calls per stage, but it is required and must "
+                        f"lie in 1..D with D = {num_variables} variables per data point (D: one call per "
+                        f"variable); set it with --config.{key}=...")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -134,7 +134,8 @@ class Trainer:
     cfg = self.exp.config.eval
     total = np.zeros(3)
     for pass_index in range(cfg.num_passes):
-      batches = self.exp.dataset.eval_batches(cfg.batch_size, jax.process_index(), jax.process_count())
+      batches = self.exp.dataset.eval_batches(  # eval.batch_size is global, like training.batch_size.
+          cfg.batch_size // jax.process_count(), jax.process_index(), jax.process_count())
       for batch_index, (x, weight) in enumerate(batches):
         if cfg.max_batches and batch_index >= cfg.max_batches:
           break

@@ -53,6 +53,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.sample.budget = ml_collections.config_dict.placeholder(int)
   c.sample.num_samples = 16
   c.sample.seed = 0
+
+  c.compress = ml_collections.ConfigDict()
+  # Network calls per stage used to code each data point, 1..D; required, each config sets it.
+  c.compress.budget = ml_collections.config_dict.placeholder(int)
+  c.compress.num_examples = 8  # Test points coded (and decoded back) one message each.
+  c.compress.order_seed = 0  # Seed of the one fixed order shared by every message.
   return c
 
 

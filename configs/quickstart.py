@@ -46,4 +46,6 @@ def get_config(arg=None):
   c.eval.max_batches = 0
   c.sample.num_samples = 8
   c.sample.budget = 16
+  c.compress.budget = 16
+  c.compress.num_examples = 8
   return c

@@ -33,6 +33,7 @@ def get_config(arg=None):
   c.eval.batch_size = 512
   c.eval.num_passes = 1
   c.sample.budget = 250  # D: sequential sampling.
+  c.compress.budget = 250
   if variant == "local":
     c.data.seq_len = 32
     c.model.num_layers = 2
@@ -52,4 +53,6 @@ def get_config(arg=None):
     c.eval.max_batches = 2
     c.sample.num_samples = 4
     c.sample.budget = 8
+    c.compress.budget = 8
+    c.compress.num_examples = 2
   return c

@@ -1,9 +1,8 @@
 """The quickstart demo learns: a shortened run on the embedded text ends far below the uniform bound."""
+import glob
 import importlib
 import math
-
-import jax
-import numpy as np
+import os
 
 from ardm_jax import inference
 from ardm_jax import train
@@ -33,3 +32,11 @@ def test_quickstart_learns_plans_and_samples(tmp_path):
   samples = inference.sample(config, workdir)
   assert samples.shape == (config.sample.num_samples, config.data.seq_len)
   assert samples.min() >= 0 and samples.max() <= 26  # No absorbing token (27) is left in a finished sample.
+
+  result = inference.compress(config, workdir)
+  num_variables = config.data.seq_len
+  # rANS codes within the model's -log2 q plus the 32-bit checksum and < 64 bits of flush per message.
+  assert result["model_bpd"] <= result["compressed_bpd"] <= result["model_bpd"] + 96 / num_variables, result
+  messages = sorted(glob.glob(os.path.join(workdir, "compressed", "*.ardm")))
+  assert len(messages) == config.compress.num_examples
+  assert all(os.path.getsize(m) * 8 <= (HELDOUT_BOUND + 3.5) * num_variables for m in messages)
