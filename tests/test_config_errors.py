@@ -53,7 +53,7 @@ LOCAL = "--config=" + os.path.join(REPO, "configs/text8.py:local")
     pytest.param(["--config=" + os.path.join(REPO, "configs/nope.py")],
                  "No such file or directory: '" + os.path.join(REPO, "configs/nope.py"), id="cli_missing_config_file"),
     pytest.param([LOCAL, "--mode=train,evaluate"],
-                 "Unknown --mode ['evaluate']; choose from ['train', 'eval', 'sample', 'plan']", id="cli_unknown_mode"),
+                 "Unknown --mode ['evaluate']; choose from ['train', 'eval', 'sample', 'plan', 'compress']", id="cli_unknown_mode"),
     pytest.param([LOCAL, "--config.sample.budget=0"],
                  "Error (ConfigError): config.sample.budget = 0 network calls per stage, but it is required and must "
                  "lie in 1..D with D = 32", id="cli_run_error_is_one_line"),
@@ -85,13 +85,16 @@ def test_command_line_mistakes(flags, message, text8_zip):
                  "config.training.on_nonfinite = 'ignore' is not one of ['stop', 'skip']", id="unknown_on_nonfinite"),
     pytest.param({"sample.budget": 0}, experiment.ConfigError,
                  "config.sample.budget = 0 network calls per stage, but it is required and must lie in 1..D with "
-                 "D = 32 variables per data point (D: sequential sampling); set it with --config.sample.budget=",
+                 "D = 32 variables per data point (D: one call per variable); set it with --config.sample.budget=",
                  id="budget_zero"),
     pytest.param({"sample.budget": 33}, experiment.ConfigError,
                  "config.sample.budget = 33 network calls per stage, but it is required and must lie in 1..D with "
                  "D = 32", id="budget_above_D"),
     pytest.param({"sample.budget": None}, experiment.ConfigError,
                  "config.sample.budget = None network calls per stage, but it is required", id="budget_unset"),
+    pytest.param({"compress.budget": 40}, experiment.ConfigError,
+                 "config.compress.budget = 40 network calls per stage, but it is required and must lie in 1..D "
+                 "with D = 32", id="compress_budget_above_D"),
     pytest.param({"objective.kind": "upscale", "objective.branching": 1}, experiment.ConfigError,
                  "config.objective.branching = 1, but it must be >= 2 (each upscale stage chooses among b >= 2 "
                  "refinements); fix it with --config.objective.branching=", id="upscale_branching_1"),
