@@ -22,7 +22,8 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file, optionally with ':variant'.",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and outputs.")
-flags.DEFINE_list("mode", ["train"], "What to run, in order: any of train, eval, sample, plan, compress (e.g. train,plan).")
+flags.DEFINE_list("mode", ["train"],
+                  "What to run, in order: any of train, eval, sample, plan, compress (e.g. train,plan).")
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (multi-host).")
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host outside TPU pods).")
 flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host outside TPU pods).")
