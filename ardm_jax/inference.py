@@ -1,7 +1,7 @@
 """Eval, budgeted sampling, budget planning and lossless compression from a workdir's latest good checkpoint.
 
-Every mode uses the EMA parameters. The planner works on the tracked per-step losses L_t (bits per dimension, sum_t L_t ~= bpd), sorted in
-descending order per stage; upscale models plan every stage with the same budget.
+Every mode uses the EMA parameters. The planner works on the tracked per-step losses L_t (bits per dimension,
+sum_t L_t ~= bpd), sorted in descending order per stage; upscale models plan every stage with the same budget.
 """
 import functools
 import math
