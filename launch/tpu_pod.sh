@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Train on a Cloud TPU pod slice: every worker runs the same command; jax.distributed.initialize() finds peers.
-#   TPU=my-v4-32 ZONE=us-central2-b CONFIG=configs/cifar10.py WORKDIR=gs://bucket/runs/cifar10 launch/tpu_pod.sh
+#   REPO=<git URL of this repo> TPU=my-v4-32 ZONE=us-central2-b CONFIG=configs/cifar10.py \
+#     WORKDIR=gs://bucket/runs/cifar10 launch/tpu_pod.sh
+# WORKDIR must be storage every worker sees (a GCS bucket); EXTRA takes more flags, e.g. --config.data.download=True.
 set -euo pipefail
-: "${TPU:?set TPU to the TPU VM name}" "${ZONE:?set ZONE}" "${CONFIG:?set CONFIG}" "${WORKDIR:?set WORKDIR}"
-REPO=${REPO:-https://github.com/your-org/ardm_jax.git}
+: "${REPO:?set REPO to the git URL of this repository}" "${TPU:?set TPU to the TPU VM name}" "${ZONE:?set ZONE}"
+: "${CONFIG:?set CONFIG}" "${WORKDIR:?set WORKDIR}"
 EXTRA=${EXTRA:-}
 gcloud compute tpus tpu-vm ssh "$TPU" --zone "$ZONE" --worker=all --command "
   set -e
