@@ -24,6 +24,8 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from ardm_jax import metrics_io
+
 # Fields that may change between a run and its resumption; any other difference means another experiment.
 RESUMABLE_FIELDS = ("training.num_train_steps", "training.log_every_steps", "training.eval_every_steps",
                     "training.checkpoint_every_steps", "training.max_checkpoints_to_keep",
@@ -51,19 +53,9 @@ def _json_digest(item: dict) -> str:
   return hashlib.sha256(json.dumps(item, sort_keys=True).encode()).hexdigest()
 
 
-def _flat(config: dict, prefix="") -> dict:
-  out = {}
-  for key, value in config.items():
-    if isinstance(value, dict):
-      out.update(_flat(value, f"{prefix}{key}."))
-    else:
-      out[f"{prefix}{key}"] = value
-  return out
-
-
 def config_differences(saved: dict, current: dict) -> list[str]:
   """Keys (dotted) whose values differ and that change the experiment, e.g. ['model.ch: 32 -> 64']."""
-  a, b = _flat(saved), _flat(current)
+  a, b = metrics_io.flatten_config(saved), metrics_io.flatten_config(current)
   diffs = []
   for key in sorted(set(a) | set(b)):
     if key in RESUMABLE_FIELDS or key.startswith(RESUMABLE_SECTIONS):

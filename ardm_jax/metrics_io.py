@@ -9,7 +9,6 @@ from typing import Any, Callable, Mapping
 from absl import logging
 from clu import parameter_overview
 import jax
-import ml_collections
 import numpy as np
 
 
@@ -85,17 +84,12 @@ def log_parameter_overview(params) -> None:
   parameter_overview.log_parameter_overview(params)
 
 
-def flatten_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """{'optimizer.learning_rate': 1e-4, ...} for hparams."""
+def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  """{'optimizer.learning_rate': 1e-4, ...} from a ConfigDict or the nested dicts of its JSON."""
   flat = {}
-
-  def visit(prefix, node):
-    for key, value in node.items():
-      name = f"{prefix}{key}"
-      if isinstance(value, ml_collections.ConfigDict):
-        visit(name + ".", value)
-      else:
-        flat[name] = value
-
-  visit("", config)
+  for key, value in config.items():
+    if hasattr(value, "items"):
+      flat.update(flatten_config(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = value
   return flat
