@@ -162,11 +162,11 @@ def build_transitions(config: ml_collections.ConfigDict, num_classes: int):
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int, transitions) -> Any:
   fields = {k: v for k, v in config.model.items() if k != "name"}
-  num_stages = 1 if transitions is None else transitions.num_stages
-  if transitions is not None and config.objective.parametrisation == "direct":
-    num_classes_out = transitions.max_branching
+  if transitions is None:
+    num_stages, num_classes_out = 1, num_classes
   else:
-    num_classes_out = num_classes
+    num_stages = transitions.num_stages
+    num_classes_out = transitions.num_outputs(config.objective.parametrisation)
   module = MODELS[config.model.name]
   try:
     return module(num_classes=num_classes, num_classes_out=num_classes_out, num_stages=num_stages, **fields)
