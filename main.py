@@ -28,7 +28,7 @@ flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (mult
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host outside TPU pods).")
 flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host outside TPU pods).")
 flags.DEFINE_integer("process_id", None, "This process's index (multi-host outside TPU pods).")
-flags.mark_flags_as_required(["config", "workdir"])
+flags.mark_flags_as_required(["workdir"])
 
 MODES = {"train": train.train_and_evaluate, "eval": inference.evaluate, "sample": inference.sample,
          "plan": inference.plan_report, "compress": inference.compress}
@@ -63,6 +63,9 @@ def main(argv):
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
   logging.info("process %d/%d, devices: %s", jax.process_index(), jax.process_count(), jax.devices())
+  if FLAGS.config is None and "train" in FLAGS.mode:
+    raise SystemExit("--config is required to train (e.g. --config=configs/quickstart.py); eval, sample, plan "
+                     "and compress can leave it out and use the config the workdir was trained with.")
   for index, mode in enumerate(FLAGS.mode):
     try:
       result = MODES[mode](FLAGS.config, FLAGS.workdir)

@@ -2,9 +2,11 @@
 
 Each checkpoint holds the train state (params, optimizer, EMA, tracker, rng, step; the data position is the
 step) and a JSON item with the config, a SHA-256 fingerprint of every state leaf and a SHA-256 of the JSON item
-itself. orbax writes each step into `<step>.orbax-checkpoint-tmp` and renames it when complete, so a kill
-mid-write leaves no half checkpoint under a step name (the manager deletes such temporary directories when it
-starts); the fingerprints catch what orbax cannot (truncated or bit-flipped files).
+itself. The workdir may be local or on an object store (gs://...): orbax commits a step on local disks by
+renaming `<step>.orbax-checkpoint-tmp-*` when complete and on GCS by writing `commit_success.txt` last, so a
+kill mid-write never leaves a step that restores (the manager deletes unfinished steps when a training run
+starts); the fingerprints catch what orbax cannot (truncated or bit-flipped files). The state is replicated,
+so only process 0 hashes it, and every verdict on a step is agreed by all processes.
 
 Restore walks back from the newest step to the newest good one, logging what it skipped and why. A training
 run then moves the bad newer steps to `<workdir>/unusable_checkpoints/` (orbax would otherwise never save those
@@ -13,7 +15,6 @@ it raises instead of silently starting over.
 """
 import hashlib
 import json
-import os
 import time
 from typing import Any
 
@@ -24,29 +25,49 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from ardm_jax import lease as lease_lib
 from ardm_jax import metrics_io
+from ardm_jax import paths
 
 # Fields that may change between a run and its resumption; any other difference means another experiment.
 RESUMABLE_FIELDS = ("training.num_train_steps", "training.log_every_steps", "training.eval_every_steps",
                     "training.checkpoint_every_steps", "training.max_checkpoints_to_keep",
                     "training.on_nonfinite", "data.path", "data.tfds_data_dir", "data.download")
 RESUMABLE_SECTIONS = ("eval.", "sample.", "compress.")
-TMP_SUFFIX = ".orbax-checkpoint-tmp"  # orbax's marker of an unfinished write (orbax 0.12).
 UNUSABLE_DIR = "unusable_checkpoints"
+CONFIG_NAME = "config.json"  # The config a workdir was trained with (eval/sample/plan/compress reuse it).
 
 
 class CheckpointError(RuntimeError):
   """No usable checkpoint, or a checkpoint that belongs to another config."""
 
 
+def _local_copy(leaf) -> np.ndarray:
+  """The host copy of a replicated leaf, read from this process's first device only."""
+  if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+    return np.asarray(leaf.addressable_data(0))
+  return np.asarray(jax.device_get(leaf))
+
+
 def fingerprint(tree) -> str:
-  """SHA-256 over the bytes, shapes and dtypes of every leaf (in a fixed order)."""
+  """SHA-256 over the bytes, shapes and dtypes of every leaf (in a fixed order) of a replicated tree."""
   digest = hashlib.sha256()
   for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-    array = np.asarray(jax.device_get(leaf))
+    array = _local_copy(leaf)
     digest.update(f"{jax.tree_util.keystr(path)}:{array.dtype}:{array.shape};".encode())
     digest.update(np.ascontiguousarray(array).tobytes())
   return digest.hexdigest()
+
+
+def all_processes_agree(ok: bool) -> bool:
+  """True iff `ok` holds on every process (one small all-gather; no communication in a single process)."""
+  if jax.process_count() == 1:
+    return ok
+  return bool(np.all(multihost_utils.process_allgather(np.int32(ok))))
+
+
+def _first_line(error: BaseException) -> str:
+  return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:300]}"
 
 
 def _json_digest(item: dict) -> str:
@@ -66,28 +87,79 @@ def config_differences(saved: dict, current: dict) -> list[str]:
 
 
 class Checkpointer:
-  """Saves and restores TrainStates under `workdir/checkpoints`; read_only for eval, sampling and planning."""
+  """Saves and restores TrainStates under `workdir/checkpoints`; read_only for eval, sampling and planning.
+
+  A training Checkpointer holds the workdir's lease (lease.py) from construction to close(), so a second run
+  on the same workdir is refused before it touches anything.
+  """
 
   def __init__(self, workdir: str, config: ml_collections.ConfigDict, read_only: bool = False):
-    self.workdir = os.path.abspath(workdir)
-    self.directory = os.path.join(self.workdir, "checkpoints")
+    self.workdir = paths.resolve(workdir)
+    self.directory = self.workdir / "checkpoints"
     self.config = json.loads(config.to_json())
     self.read_only = read_only
+    self.lease = None
+    for path, what in ((self.workdir, "--workdir"), (self.directory, "its checkpoints/")):
+      if path.exists() and not path.is_dir():
+        raise CheckpointError(f"{what} {path} is a file, not a directory: pass a directory as --workdir.")
     if read_only:
       options = ocp.CheckpointManagerOptions(read_only=True)
     else:
+      self._take_lease()
       options = ocp.CheckpointManagerOptions(
           max_to_keep=config.training.max_checkpoints_to_keep, create=True, cleanup_tmp_directories=True)
-    self.manager = ocp.CheckpointManager(self.directory, options=options)
+    try:
+      self.manager = ocp.CheckpointManager(self.directory, options=options)
+    except Exception as e:
+      self._release_lease()
+      raise CheckpointError(f"Cannot open the checkpoints in {self.directory}: {_first_line(e)}") from e
+    if not read_only and jax.process_index() == 0:
+      paths.write_atomically(self.workdir / CONFIG_NAME, json.dumps(self.config, indent=1, sort_keys=True))
+
+  def _take_lease(self) -> None:
+    """Process 0 takes the lease; every process learns the verdict, so all refuse together."""
+    error = None
+    if jax.process_index() == 0:
+      self.lease = lease_lib.Lease(self.workdir)
+      try:
+        self.lease.acquire()
+      except lease_lib.WorkdirBusyError as e:
+        error, self.lease = e, None
+    if not all_processes_agree(error is None):
+      raise error or lease_lib.WorkdirBusyError(f"{self.workdir} is in use by another run (see process 0).")
+
+  def _release_lease(self) -> None:
+    if self.lease is not None:
+      self.lease.release()
+      self.lease = None
+
+  def renew_lease(self) -> None:
+    if self.lease is not None:
+      self.lease.renew()
+
+  def check(self) -> None:
+    """Raises CheckpointError if an earlier (asynchronous) save failed."""
+    try:
+      self.manager.check_for_errors()
+    except Exception as e:
+      raise CheckpointError(f"Saving a checkpoint to {self.directory} failed: {_first_line(e)}. Training "
+                            "stopped; fix the cause (space, permissions) and rerun to resume.") from e
 
   def save(self, state) -> None:
     step = int(state.step)
+    self.check()
     if step in self.manager.all_steps():
       return
-    item = {"config": self.config, "fingerprint": fingerprint(state), "step": step}
+    digest = fingerprint(state) if jax.process_index() == 0 else ""  # orbax writes JSON on process 0 only.
+    item = {"config": self.config, "fingerprint": digest, "step": step}
     meta = dict(item, meta_sha256=_json_digest(item))
-    self.manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+    try:
+      self.manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+    except Exception as e:
+      raise CheckpointError(f"Saving the checkpoint of step {step} to {self.directory} failed: "
+                            f"{_first_line(e)}. Training stopped; fix the cause and rerun to resume.") from e
+    self.renew_lease()
 
   def _restore_step(self, step: int, abstract_state):
     meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
@@ -101,12 +173,12 @@ class Checkpointer:
           + "; ".join(diffs) + ". Use a new --workdir, or rerun with the original config.")
     state = self.manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state)))["state"]
-    if fingerprint(state) != meta["fingerprint"]:
+    if jax.process_index() == 0 and fingerprint(state) != meta["fingerprint"]:
       raise ValueError("its content fingerprint does not match (corrupted or altered files)")
     return state
 
   def restore_latest(self, abstract_state) -> Any:
-    """The newest checkpoint that restores and verifies, or None if the workdir has none.
+    """The newest checkpoint that restores and verifies on every process, or None if the workdir has none.
 
     Raises:
       CheckpointError: every checkpoint is unusable, the directory holds only non-checkpoints, or the newest
@@ -118,14 +190,16 @@ class Checkpointer:
       return None
     bad_steps, problems = [], []
     for step in steps:
+      state, problem = None, None
       try:
         state = self._restore_step(step, abstract_state)
       except CheckpointError:
         raise
       except Exception as e:  # pylint: disable=broad-except
+        problem = f"step {step}: {_first_line(e)}"  # tensorstore errors run to pages.
+      if not all_processes_agree(problem is None):
         bad_steps.append(step)
-        reason = (str(e).strip().splitlines() or [""])[0][:300]  # tensorstore errors run to pages.
-        problems.append(f"step {step}: {type(e).__name__}: {reason}")
+        problems.append(problem or f"step {step}: unusable on another process")
         logging.error("Checkpoint at step %d in %s is unusable, trying an older one: %s", step,
                       self.directory, problems[-1])
         continue
@@ -141,9 +215,9 @@ class Checkpointer:
 
   def _check_no_leftovers(self) -> None:
     """Raises if the checkpoint directory holds anything but orbax temporaries (unfinished writes)."""
-    if not os.path.isdir(self.directory):
+    if not self.directory.is_dir():
       return
-    others = sorted(name for name in os.listdir(self.directory) if TMP_SUFFIX not in name)
+    others = sorted(p.name for p in self.directory.iterdir() if not ocp.path.step.is_path_temporary(p))
     if others:
       raise CheckpointError(
           f"{self.directory} holds {others} but no readable checkpoint, refusing to start over: these are not "
@@ -154,15 +228,27 @@ class Checkpointer:
     if self.read_only:
       return
     if jax.process_index() == 0:
-      target = os.path.join(self.workdir, UNUSABLE_DIR)
-      os.makedirs(target, exist_ok=True)
       for step in steps:
-        destination = os.path.join(target, f"{step}_{time.time_ns()}")
-        os.rename(os.path.join(self.directory, str(step)), destination)
+        destination = self.workdir / UNUSABLE_DIR / f"{step}_{time.time_ns()}"
+        paths.move_tree(self.directory / str(step), destination)
         logging.warning("Moved the unusable checkpoint of step %d to %s.", step, destination)
     multihost_utils.sync_global_devices("ardm_checkpoints_set_aside")
     self.manager.reload()
 
   def close(self) -> None:
-    self.manager.wait_until_finished()
-    self.manager.close()
+    """Waits for the last save; raises CheckpointError if it failed. Releases the lease."""
+    try:
+      self.manager.wait_until_finished()
+      self.check()
+    finally:
+      self.manager.close()
+      self._release_lease()
+
+
+def saved_config(workdir: str) -> dict | None:
+  """The config (nested dicts) a workdir was trained with, or None if it has none recorded."""
+  path = paths.resolve(workdir) / CONFIG_NAME
+  try:
+    return json.loads(path.read_text())
+  except FileNotFoundError:
+    return None

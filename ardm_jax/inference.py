@@ -5,45 +5,32 @@ sum_t L_t ~= bpd), sorted in descending order per stage; upscale models plan eve
 """
 import functools
 import math
-import os
 
 from absl import logging
 import jax
 import ml_collections
 import numpy as np
 
-from ardm_jax import checkpointing
 from ardm_jax import coder
 from ardm_jax import data as data_lib
 from ardm_jax import experiment
 from ardm_jax import likelihood
 from ardm_jax import metrics_io
 from ardm_jax import orders
+from ardm_jax import outputs
+from ardm_jax import paths
 from ardm_jax import planner
 from ardm_jax import sampler
 from ardm_jax import step_tracker
-from ardm_jax import train
+from ardm_jax.workdir import restore
 
 REPORT_BUDGETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
-
-
-def restore(config: ml_collections.ConfigDict, workdir: str):
-  """(experiment, trainer, state) of the latest good checkpoint; raises if the workdir has none."""
-  exp = experiment.build_experiment(config)
-  trainer = train.Trainer(exp)
-  ckpt = checkpointing.Checkpointer(workdir, config, read_only=True)
-  try:
-    state = ckpt.restore_latest(trainer.abstract_state())
-  finally:
-    ckpt.close()
-  if state is None:
-    raise checkpointing.CheckpointError(f"No checkpoint in {ckpt.directory}: train first (--mode=train).")
-  return exp, trainer, state
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Test bits/dim of the EMA parameters: mean and standard error over num_passes (t, order) draws each."""
   exp, trainer, state = restore(config, workdir)
+  config = exp.config
   result = trainer.evaluate(state.ema_params, jax.random.key_data(jax.random.key(config.seed + 1)))
   logging.info("step %d: test bpd %.4f +- %.4f (%d estimates: %d passes, one (t, order) per example each)",
                int(state.step), result["eval_bpd"], result["eval_bpd_stderr"], result["eval_count"],
@@ -69,6 +56,7 @@ def stage_plans(exp: experiment.Experiment, state, budget: int) -> tuple[np.ndar
 def sample(config: ml_collections.ConfigDict, workdir: str) -> np.ndarray:
   """Draws config.sample.num_samples samples with config.sample.budget calls per stage and saves them."""
   exp, _, state = restore(config, workdir)
+  config = exp.config
   budget = config.sample.budget
   starts, planned_bpd = stage_plans(exp, state, budget)
   shape = (config.sample.num_samples,) + tuple(exp.dataset.event_shape)
@@ -83,40 +71,22 @@ def sample(config: ml_collections.ConfigDict, workdir: str) -> np.ndarray:
   samples = np.asarray(jax.jit(fn)(rng))
   writer = metrics_io.create_writer(workdir)
   step = int(state.step)
-  stem = os.path.join(workdir, f"samples_step{step}_budget{budget}")
+  stem = str(paths.resolve(workdir) / f"samples_step{step}_budget{budget}")
   if len(exp.dataset.event_shape) == 3:
-    grid = image_grid(samples)
-    _save_png(grid, stem + ".png")
-    writer.write_images(step, {f"samples_budget{budget}": grid[None]})
+    grid = outputs.image_grid(samples)
     path = stem + ".png"
+    outputs.write_png(path, grid)
+    writer.write_images(step, {f"samples_budget{budget}": grid[None]})
   else:
     texts = [data_lib.decode(row) for row in samples]
     path = stem + ".txt"
-    with open(path, "w") as f:
-      f.write("\n".join(texts) + "\n")
+    outputs.write_text(path, "\n".join(texts) + "\n")
     writer.write_texts(step, {f"samples_budget{budget}": "\n\n".join(texts)})
   writer.flush()
   logging.info("Saved %d samples (%d calls per stage, planned %.4f bpd) to %s", len(samples), budget,
                planned_bpd, path)
   print(f"samples ({budget} calls per stage, planned {planned_bpd:.4f} bpd): {path}")
   return samples
-
-
-def image_grid(images: np.ndarray) -> np.ndarray:
-  """uint8 [rows*H, cols*W, C] from [N, H, W, C] images, as square as possible, 1-pixel gaps."""
-  n, h, w, c = images.shape
-  cols = math.ceil(math.sqrt(n))
-  rows = math.ceil(n / cols)
-  grid = np.full((rows * (h + 1) - 1, cols * (w + 1) - 1, c), 255, np.uint8)
-  for i, image in enumerate(images):
-    r, col = divmod(i, cols)
-    grid[r * (h + 1):r * (h + 1) + h, col * (w + 1):col * (w + 1) + w] = image
-  return grid
-
-
-def _save_png(image: np.ndarray, path: str) -> None:
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  Image.fromarray(image).save(path)
 
 
 def plan_report(config: ml_collections.ConfigDict, workdir: str) -> dict[int, float]:
@@ -129,26 +99,13 @@ def plan_report(config: ml_collections.ConfigDict, workdir: str) -> dict[int, fl
   lines = [f"{'budget':>8} {'calls':>8} {'planned bpd':>12}"]
   lines += [f"{b:>8} {b * exp.num_stages:>8} {table[b]:>12.4f}" for b in budgets]
   text = "\n".join(lines)
-  with open(os.path.join(workdir, "plan.txt"), "w") as f:
-    f.write(text + "\n")
-  _plot(costs, os.path.join(workdir, "plan.png"), exp.num_stages)
-  print(text)
+  root = paths.resolve(workdir)
+  outputs.write_text(str(root / "plan.txt"), text + "\n")
+  outputs.write_plan_plot(str(root / "plan.png"), costs, exp.num_stages)
+  if jax.process_index() == 0:
+    print(text)
+    print(f"plan table and plot: {root / 'plan.txt'}, {root / 'plan.png'}")
   return table
-
-
-def _plot(costs: np.ndarray, path: str, num_stages: int) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(5, 3.5))
-  ax.plot(np.arange(1, len(costs) + 1), costs)
-  ax.set_xscale("log")
-  ax.set_xlabel("network calls per stage" if num_stages > 1 else "network calls")
-  ax.set_ylabel("planned bits per dimension")
-  ax.grid(True, alpha=0.3)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
 
 
 def compress(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
@@ -159,6 +116,7 @@ def compress(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
   mean compressed bits/dim next to the model's -log2 q(x)/D under the same order and plan.
   """
   exp, _, state = restore(config, workdir)
+  config = exp.config
   cfg = config.compress
   starts, _ = stage_plans(exp, state, cfg.budget)
   event_shape = tuple(exp.dataset.event_shape)
@@ -175,8 +133,7 @@ def compress(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
     settings = dict(transitions=exp.transitions, parametrisation=config.objective.parametrisation)
     encode, decode, log_likelihood = coder.encode_upscale, coder.decode_upscale, likelihood.upscale_log_likelihood
     batch_sigma = sigmas[:, None]  # [S, 1, *event]: the stage orders of a batch of one.
-  out_dir = os.path.join(workdir, "compressed")
-  os.makedirs(out_dir, exist_ok=True)
+  out_dir = paths.resolve(workdir) / "compressed"
   bits, model_bits = [], []
   examples = (x for batch, weight in exp.dataset.eval_batches(config.eval.batch_size) for x, w in zip(batch, weight)
               if w > 0)
@@ -186,8 +143,8 @@ def compress(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
     log_q = float(log_likelihood(logits_fn, x[None], batch_sigma, starts, **settings)[0][0])
     if not np.array_equal(decoded, x):
       raise RuntimeError(f"Test point {index} did not decode to itself: the network is not deterministic here.")
-    with open(os.path.join(out_dir, f"test_{index:05d}.ardm"), "wb") as f:
-      f.write(message.astype("<u4").tobytes())
+    if jax.process_index() == 0:
+      paths.write_atomically(out_dir / f"test_{index:05d}.ardm", message.astype("<u4").tobytes())
     bits.append(coder.compressed_bits(message))
     model_bits.append(-log_q / math.log(2.0))
   num_variables = exp.num_variables

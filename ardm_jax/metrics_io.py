@@ -1,8 +1,11 @@
 """Metric writers and periodic progress reports (clu), usable where TensorFlow is not installed.
 
 clu's metric writers and periodic actions import TensorFlow; accelerator images often lack it, so when that
-import fails training logs scalars through absl instead (no TensorBoard files) and says so once.
+import fails training logs scalars through absl instead (no TensorBoard files) and says so once. For a workdir
+on an object store, TensorBoard event files are written to a local staging directory and copied into the
+workdir at every flush (through the same path layer as everything else).
 """
+import tempfile
 import time
 from typing import Any, Callable, Mapping
 
@@ -10,6 +13,8 @@ from absl import logging
 from clu import parameter_overview
 import jax
 import numpy as np
+
+from ardm_jax import paths
 
 
 def _tensorflow_clu():
@@ -43,13 +48,40 @@ class ConsoleWriter:
     pass
 
 
+class MirroredWriter:
+  """A clu writer on a local staging directory whose files are copied to `destination` at every flush."""
+
+  def __init__(self, writer, staging: str, destination):
+    self._writer, self._staging, self._destination = writer, paths.resolve(staging), destination
+
+  def __getattr__(self, name):
+    return getattr(self._writer, name)
+
+  def flush(self):
+    self._writer.flush()
+    self._destination.mkdir(parents=True, exist_ok=True)
+    for local in self._staging.iterdir():
+      if local.is_file():
+        paths.write_atomically(self._destination / local.name, local.read_bytes())
+
+  def close(self):
+    self.flush()
+    self._writer.close()
+
+
 def create_writer(workdir: str):
   """TensorBoard + console writer on process 0 (console only on the others), via clu when available."""
   clu_modules = _tensorflow_clu()
   if clu_modules is None:
     return ConsoleWriter()
   metric_writers, _ = clu_modules
-  return metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  if jax.process_index() > 0:
+    return metric_writers.create_default_writer(None, just_logging=True)
+  logdir = paths.resolve(workdir)
+  if not paths.is_url(logdir):
+    return metric_writers.create_default_writer(str(logdir))
+  staging = tempfile.mkdtemp(prefix="ardm_tensorboard_")
+  return MirroredWriter(metric_writers.create_default_writer(staging), staging, logdir)
 
 
 def progress_hooks(num_train_steps: int, writer, workdir: str) -> list[Callable[[int], None]]:

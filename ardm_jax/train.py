@@ -3,9 +3,14 @@
 The global batch is sharded over a 1-D `jax.sharding.Mesh` of every device of every host (axis 'data'); the
 train state is replicated. Each host builds only its own slice of the global batch (the data pipeline is
 step-indexed, so the data position is the train step and resuming needs no iterator state).
+
+Hosts agree on every decision that changes the sequence of collective steps: a SIGTERM seen by any one host
+stops all of them after the same step (the flags are max-reduced across the mesh), and the non-finite check
+reads the loss of the global batch, which every host holds.
 """
 import functools
 import signal
+import time
 from typing import Any, Mapping
 
 from absl import logging
@@ -18,6 +23,7 @@ import optax
 
 from ardm_jax import checkpointing
 from ardm_jax import experiment
+from ardm_jax import lease as lease_lib
 from ardm_jax import metrics_io
 from ardm_jax import step_tracker
 
@@ -39,7 +45,9 @@ class NonFiniteLossError(FloatingPointError):
 
 # Errors whose message says all a user needs (bad config or input files, unusable checkpoints, a diverged run);
 # main.py prints them in one line instead of a traceback.
-RUN_ERRORS = (experiment.ConfigError, FileNotFoundError, checkpointing.CheckpointError, NonFiniteLossError)
+RUN_ERRORS = (experiment.ConfigError, FileNotFoundError, checkpointing.CheckpointError, NonFiniteLossError,
+              lease_lib.WorkdirBusyError)
+EVAL_PROGRESS_EVERY_S = 30.0
 
 
 def init_state(exp: experiment.Experiment, rng: jax.Array) -> TrainState:
@@ -113,6 +121,15 @@ class Trainer:
         functools.partial(eval_step, exp),
         in_shardings=(self.replicated, self.batch_sharding, self.batch_sharding, self.replicated),
         out_shardings=self.replicated)
+    self._max_over_devices = jax.jit(jnp.max, in_shardings=self.batch_sharding, out_shardings=self.replicated)
+
+  def any_process(self, flag: bool):
+    """Whether `flag` holds on any process: the bool itself in a single process; across hosts a replicated
+    jax bool (dispatched asynchronously; reading it waits for the steps queued before it)."""
+    if jax.process_count() == 1:
+      return flag
+    local = np.full((len(self.mesh.local_devices),), flag, np.int32)
+    return self._max_over_devices(self.global_array(local)) > 0
 
   def abstract_state(self) -> TrainState:
     shapes = jax.eval_shape(functools.partial(init_state, self.exp), jax.random.key_data(jax.random.key(0)))
@@ -129,19 +146,31 @@ class Trainer:
         step, self.exp.config.training.batch_size, jax.process_index(), jax.process_count())
     return self.global_array(local)
 
-  def evaluate(self, params, rng: jax.Array) -> dict[str, float]:
-    """Test bits/dim with one (t, order) per example per pass; mean and standard error over all estimates."""
+  def evaluate(self, params, rng: jax.Array, should_stop=lambda: False) -> dict[str, float] | None:
+    """Test bits/dim with one (t, order) per example per pass; mean and standard error over all estimates.
+
+    Returns None, on every host alike, once `should_stop()` is true on any host (a preemption: checkpointing
+    comes first). Logs progress every EVAL_PROGRESS_EVERY_S seconds.
+    """
     cfg = self.exp.config.eval
     total = np.zeros(3)
+    last_report = time.monotonic()
     for pass_index in range(cfg.num_passes):
       batches = self.exp.dataset.eval_batches(  # eval.batch_size is global, like training.batch_size.
           cfg.batch_size // jax.process_count(), jax.process_index(), jax.process_count())
       for batch_index, (x, weight) in enumerate(batches):
         if cfg.max_batches and batch_index >= cfg.max_batches:
           break
+        if bool(self.any_process(should_stop())):
+          logging.warning("Evaluation aborted in pass %d/%d (stop requested).", pass_index + 1, cfg.num_passes)
+          return None
         batch_rng = jax.random.fold_in(jax.random.fold_in(rng, pass_index), batch_index)
         out = self.eval_step(params, self.global_array(x), self.global_array(weight), batch_rng)
         total += np.array([out["sum"], out["sum_sq"], out["count"]], dtype=np.float64)
+        if time.monotonic() - last_report > EVAL_PROGRESS_EVERY_S:
+          last_report = time.monotonic()
+          logging.info("eval: pass %d/%d, batch %d, running bpd %.4f", pass_index + 1, cfg.num_passes,
+                       batch_index + 1, total[0] / max(total[2], 1))
     mean = total[0] / total[2]
     var = max(total[1] / total[2] - mean**2, 0.0)
     return {"eval_bpd": float(mean), "eval_bpd_stderr": float(np.sqrt(var / total[2])),
@@ -188,18 +217,25 @@ def run(exp: experiment.Experiment, trainer: Trainer, workdir: str) -> TrainStat
 
   preempted = {"flag": False}
   previous_handler = signal.signal(signal.SIGTERM, lambda *_: preempted.update(flag=True))
+  multi_host = jax.process_count() > 1
   try:
     pending = None  # (metrics, step) of the last step, checked after the next dispatch (async dispatch).
+    previous_vote = False  # Across hosts: the stop vote dispatched after the previous step.
     for step in range(start, cfg.num_train_steps):
       state, metrics = trainer.train_step(state, trainer.train_batch(step))
+      # The SIGTERM flag is read once per step; across hosts its max is read one step late, so that every host
+      # stops after the same step without waiting for the step just dispatched.
+      vote = trainer.any_process(preempted["flag"])
+      stop = bool(previous_vote) if multi_host else vote
+      previous_vote = vote
       if pending is not None:
         _check_finite(*pending, cfg.on_nonfinite)
       pending = (metrics, step)
+      ckpt.check()  # The first failed (asynchronous) save stops training.
       done = step + 1
       for hook in hooks:
         hook(done)
       last = done == cfg.num_train_steps
-      stop = preempted["flag"]  # Read once: the handler may run between the save and the break below.
       log = done % cfg.log_every_steps == 0 or last
       evaluate = (done % cfg.eval_every_steps == 0 or last) and not stop  # Preemption leaves little time.
       save = done % cfg.checkpoint_every_steps == 0 or last or stop
@@ -207,11 +243,16 @@ def run(exp: experiment.Experiment, trainer: Trainer, workdir: str) -> TrainStat
         continue
       _check_finite(*pending, cfg.on_nonfinite)  # Never log, eval or save past a non-finite step.
       pending = None
+      ckpt.renew_lease()
       if log:
         scalars = {k: float(v) for k, v in metrics.items() if k != "finite"}
         writer.write_scalars(done, dict(scalars, num_skipped=float(state.num_skipped)))
       if evaluate:
-        writer.write_scalars(done, trainer.evaluate(state.ema_params, eval_rng))
+        result = trainer.evaluate(state.ema_params, eval_rng, should_stop=lambda: preempted["flag"])
+        if result is None:  # Aborted by a SIGTERM on some host: checkpoint now instead.
+          stop = save = True
+        else:
+          writer.write_scalars(done, result)
       if save:
         ckpt.save(state)
       if stop:
@@ -219,6 +260,6 @@ def run(exp: experiment.Experiment, trainer: Trainer, workdir: str) -> TrainStat
         break
   finally:
     signal.signal(signal.SIGTERM, previous_handler)
-    ckpt.close()
     writer.flush()
+    ckpt.close()
   return state

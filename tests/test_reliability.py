@@ -102,7 +102,7 @@ def listing(workdir):
   """(complete step numbers, names of orbax temporary directories) in workdir/checkpoints."""
   directory = os.path.join(workdir, "checkpoints")
   names = os.listdir(directory) if os.path.isdir(directory) else []
-  return sorted(int(n) for n in names if n.isdigit()), [n for n in names if checkpointing.TMP_SUFFIX in n]
+  return sorted(int(n) for n in names if n.isdigit()), [n for n in names if ocp.path.step.TMP_DIR_SUFFIX in n]
 
 
 def wait_for(condition, proc, log_path, timeout=180.0, poll=0.002):
@@ -153,9 +153,9 @@ def test_interrupted_checkpoint_write_is_ignored(straight, tmp_path):
   workdir = str(tmp_path / "work")
   shutil.copytree(source, workdir)
   checkpoints = os.path.join(workdir, "checkpoints")
-  partial = os.path.join(checkpoints, f"{NUM_STEPS + 1}{checkpointing.TMP_SUFFIX}")
+  partial = os.path.join(checkpoints, f"{NUM_STEPS + 1}{ocp.path.step.TMP_DIR_SUFFIX}")
   shutil.copytree(os.path.join(checkpoints, str(NUM_STEPS)), partial)
-  os.rename(os.path.join(partial, "state"), os.path.join(partial, "state" + checkpointing.TMP_SUFFIX))
+  os.rename(os.path.join(partial, "state"), os.path.join(partial, "state" + ocp.path.step.TMP_DIR_SUFFIX))
   os.remove(os.path.join(partial, "commit_success.txt"))
 
   resumed = continue_run(trainer, workdir, NUM_STEPS)  # Restores; there is nothing left to train.

@@ -11,13 +11,13 @@ Splits by fractions of the stream (integer arithmetic, n = number of characters)
     90M / 5M / 5M, so 90000 training chunks and 20000 test sequences of 250.
   embedded_text: train [0, 0.9 n), test [0.9 n, n).
 """
-import os
 import re
 import zipfile
 import zlib
 
 import numpy as np
 
+from ardm_jax import paths
 from ardm_jax.data import dataset
 
 ALPHABET = " abcdefghijklmnopqrstuvwxyz"  # id i <-> ALPHABET[i]
@@ -73,12 +73,13 @@ def read_text8(path: str) -> np.ndarray:
     FileNotFoundError: no file at `path`.
     ValueError: not a readable zip (truncated/corrupt), no 'text8' member, or characters outside [a-z ].
   """
-  if not os.path.isfile(path):
+  location = paths.resolve(path)  # Local (with `~` expanded) or an object store such as gs://bucket/text8.zip.
+  if not location.is_file():
     raise FileNotFoundError(
-        f"text8 not found at data.path={path!r}; download it with `wget {TEXT8_URL}` (31 MB) and set "
-        f"data.path to the zip (do not unzip)")
+        f"text8 not found at data.path={path!r} (looked for {location}); download it with `wget {TEXT8_URL}` "
+        f"(31 MB) and set data.path to the zip (do not unzip)")
   try:
-    with zipfile.ZipFile(path) as archive:
+    with location.open("rb") as f, zipfile.ZipFile(f) as archive:
       members = archive.namelist()
       if TEXT8_MEMBER not in members:
         raise ValueError(f"{path}: zip has no member {TEXT8_MEMBER!r} (members: {members}); expected the "

@@ -1,0 +1,84 @@
+"""One path layer for everything the program reads or writes: local paths and object stores (gs://...).
+
+Paths go through `etils.epath` (which orbax uses too): a local path is expanded (`~`) and made absolute, a URL
+such as `gs://bucket/run` stays a URL and is served by tf.io.gfile or, with `EPATH_USE_TF=false`, by fsspec
+(gcsfs). Object stores have no directories and no atomic rename, so writers here never rely on either:
+`write_atomically` writes the whole object in one request and `move_tree` copies then deletes.
+"""
+import os
+import uuid
+
+from etils import epath
+
+
+def is_url(path: str | os.PathLike) -> bool:
+  """True for object-store URLs such as gs://bucket/x (anything with a scheme), False for local paths."""
+  return "://" in os.fspath(path)
+
+
+def resolve(path: str | os.PathLike) -> epath.Path:
+  """The epath.Path a user-given path names: `~` expanded and made absolute when local, URLs unchanged.
+
+  Raises:
+    ValueError: the path is empty.
+  """
+  text = os.fspath(path).strip() if path is not None else ""
+  if not text:
+    raise ValueError("an empty path was given")
+  if is_url(text):
+    return epath.Path(text)
+  return epath.Path(os.path.abspath(os.path.expanduser(text)))
+
+
+def write_atomically(path: epath.Path, data: bytes | str) -> None:
+  """Writes `data` so that a reader sees the old content or the new one, never a half-written file.
+
+  Object stores publish an object only when its upload completes; on a local disk the data goes to a temporary
+  sibling first and is renamed over `path`.
+  """
+  raw = data.encode() if isinstance(data, str) else data
+  if is_url(path):
+    path.write_bytes(raw)
+    return
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+  tmp.write_bytes(raw)
+  os.replace(tmp, path)
+
+
+def create_exclusively(path: epath.Path, data: bytes) -> bool:
+  """Creates `path` with `data` only if nothing exists there (local O_EXCL; GCS ifGenerationMatch=0).
+
+  Returns:
+    True if this call created the object, False if it already existed.
+  """
+  if not is_url(path):
+    try:
+      fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+      return False
+    with os.fdopen(fd, "wb") as f:
+      f.write(data)
+    return True
+  import fsspec  # pylint: disable=import-outside-toplevel
+  fs, object_path = fsspec.core.url_to_fs(os.fspath(path))
+  try:
+    fs.pipe_file(object_path, data, mode="create")  # gcsfs: an upload with ifGenerationMatch=0.
+  except FileExistsError:
+    return False
+  return True
+
+
+def move_tree(source: epath.Path, destination: epath.Path) -> None:
+  """Moves a directory tree: a rename on local disks, copy-then-delete on object stores (no rename there)."""
+  if not is_url(source):
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    source.rename(destination)
+    return
+  for child in source.iterdir():
+    if child.is_dir():
+      move_tree(child, destination / child.name)
+    else:
+      destination.mkdir(parents=True, exist_ok=True)
+      child.copy(destination / child.name)
+  source.rmtree(missing_ok=True)

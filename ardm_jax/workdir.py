@@ -1,0 +1,70 @@
+"""A trained workdir as eval, sampling, planning and compression see it: its config and latest good state.
+
+A workdir remembers the config it was trained with (`config.json`, written when training starts). The modes that
+read a workdir use that config, so a run trained with `--config.x=y` overrides needs none of them repeated; only
+what these modes may change (the eval/sample/plan/compress sections, step counts and data locations, see
+checkpointing.RESUMABLE_FIELDS) is taken from the command line.
+"""
+from absl import logging
+import ml_collections
+
+from ardm_jax import checkpointing
+from ardm_jax import experiment
+from ardm_jax import metrics_io
+from ardm_jax import train
+
+
+def _overridable(key: str) -> bool:
+  return key in checkpointing.RESUMABLE_FIELDS or key.startswith(checkpointing.RESUMABLE_SECTIONS)
+
+
+def effective_config(config: ml_collections.ConfigDict | None, workdir: str) -> ml_collections.ConfigDict:
+  """The workdir's training config with the overridable fields of `config` (the command line's) applied.
+
+  Raises:
+    CheckpointError: neither a config was given nor does the workdir record one.
+  """
+  saved = checkpointing.saved_config(workdir)
+  if saved is None:
+    if config is None:
+      raise checkpointing.CheckpointError(f"{workdir} records no config (no {checkpointing.CONFIG_NAME}): pass "
+                                          "--config, or train first (--mode=train).")
+    return config
+  merged = ml_collections.ConfigDict(saved)
+  if config is None:
+    return merged
+  given, trained = metrics_io.flatten_config(config), metrics_io.flatten_config(saved)
+  ignored = []
+  for key, value in given.items():
+    if _overridable(key):
+      node = merged
+      *parents, leaf = key.split(".")
+      for part in parents:
+        node = node[part]
+      with node.ignore_type():
+        node[leaf] = value
+    elif trained.get(key, value) != value:
+      ignored.append(f"{key}={value!r} (trained with {trained[key]!r})")
+  if ignored:
+    logging.warning("Using the config %s was trained with; the command line's %s apply to training only and "
+                    "were ignored.", workdir, ", ".join(ignored))
+  return merged
+
+
+def restore(config: ml_collections.ConfigDict | None, workdir: str):
+  """(experiment, trainer, state) of the workdir's latest good checkpoint, under its effective config.
+
+  Raises:
+    CheckpointError: the workdir has no usable checkpoint.
+  """
+  config = effective_config(config, workdir)
+  exp = experiment.build_experiment(config)
+  trainer = train.Trainer(exp)
+  ckpt = checkpointing.Checkpointer(workdir, config, read_only=True)
+  try:
+    state = ckpt.restore_latest(trainer.abstract_state())
+  finally:
+    ckpt.close()
+  if state is None:
+    raise checkpointing.CheckpointError(f"No checkpoint in {ckpt.directory}: train first (--mode=train).")
+  return exp, trainer, state
