@@ -3,8 +3,8 @@
 #
 #   launch/tpu_pod.sh --tpu=ardm-v4-32 --zone=us-central2-b --accelerator_type=v4-32 \
 #     --runtime_version=tpu-ubuntu2204-base --config=configs/cifar10.py --workdir=gs://BUCKET/runs/cifar10 \
-#     [--spot] [--extra="--config.data.download=True"] [--repo=GIT_URL] [--ref=COMMIT] [--project=PROJECT] \
-#     [--dry_run]
+#     [--spot] [--extra="--config.data.download=True"] [--copy=LOCAL_FILE] [--repo=GIT_URL] [--ref=COMMIT] \
+#     [--project=PROJECT] [--dry_run]
 #   launch/tpu_pod.sh --tpu=ardm-v4-32 --zone=us-central2-b --delete [--dry_run]
 #
 # 1. Unless a queued resource named TPU exists, creates one (`gcloud compute tpus queued-resources create`, one
@@ -12,6 +12,8 @@
 # 2. On every worker (--worker=all): clones REPO into ~/ardm_jax and checks out REF, a full commit hash or a branch
 #    (default: the URL of this checkout's `origin` and its HEAD commit, so push first), makes a Python 3.11 venv
 #    ~/ardm_venv with uv and installs requirements.txt plus jax[tpu] at the jax version pinned there.
+#    --copy=FILE first copies a local file to every worker's home directory, which is .. for main.py (it runs in
+#    ~/ardm_jax): e.g. --copy=text8.zip --extra="--config.data.path=../text8.zip".
 # 3. Starts launch/tpu_worker.sh detached (nohup setsid, so it survives the ssh session): `python main.py
 #    --config=CONFIG --workdir=WORKDIR --distributed EXTRA`, its output appended to ~/ardm_logs/train.log on each
 #    worker and copied every minute to WORKDIR/logs/worker-<hostname>.log. A worker where training still runs is
@@ -28,7 +30,8 @@ UV_VERSION=0.13.8  # uv installs Python 3.11 on the workers: the TPU base images
 PYTHON_VERSION=3.11
 POLL_SECONDS=30
 
-TPU="" ZONE="" ACCELERATOR_TYPE="" RUNTIME_VERSION="" CONFIG="" WORKDIR="" EXTRA="" REPO="" REF="" PROJECT=""
+TPU="" ZONE="" ACCELERATOR_TYPE="" RUNTIME_VERSION="" CONFIG="" WORKDIR="" EXTRA="" COPY="" REPO="" REF=""
+PROJECT=""
 SPOT=0 DELETE=0 DRY_RUN=0
 for arg in "$@"; do
   case $arg in
@@ -39,6 +42,7 @@ for arg in "$@"; do
     --config=*) CONFIG=${arg#*=} ;;
     --workdir=*) WORKDIR=${arg#*=} ;;
     --extra=*) EXTRA=${arg#*=} ;;
+    --copy=*) COPY=${arg#*=} ;;
     --repo=*) REPO=${arg#*=} ;;
     --ref=*) REF=${arg#*=} ;;
     --project=*) PROJECT=${arg#*=} ;;
@@ -64,6 +68,7 @@ need "$RUNTIME_VERSION" --runtime_version tpu-ubuntu2204-base
 need "$CONFIG" --config configs/cifar10.py
 need "$WORKDIR" --workdir gs://BUCKET/runs/cifar10
 [[ $WORKDIR == gs://* ]] || die "--workdir=$WORKDIR must be a gs:// path: every worker writes checkpoints there"
+[[ -z $COPY || -f $COPY ]] || die "--copy=$COPY is not a file on this machine"
 if [[ -z $REPO ]]; then
   REPO=$(git -C "$ROOT" remote get-url origin 2>/dev/null) || die "this checkout has no 'origin' remote; pass \
 --repo=GIT_URL (a URL every TPU worker can clone)"
@@ -104,8 +109,8 @@ else
   done
 fi
 
-# 2 and 3. Every worker: pinned code and packages, then training started detached. A worker that still trains
-# (its pid file names a live process) keeps its process and its code.
+# 2 and 3. Every worker: the --copy file, pinned code and packages, then training started detached. A worker that
+# still trains (its pid file names a live process) keeps its process and its code.
 venv_python='$HOME/ardm_venv/bin/python'  # Expanded on the worker.
 read -ra extra_words <<< "$EXTRA"
 main_flags="--config=$(quote "$CONFIG")"
@@ -125,6 +130,7 @@ remote_steps=(
   "nohup setsid bash launch/tpu_worker.sh --python=$venv_python --workdir=$(quote "$WORKDIR") $main_flags
      > /dev/null 2>&1 < /dev/null &"
 )
+[[ -z $COPY ]] || run gcloud compute tpus tpu-vm scp "$COPY" "$TPU": "${GCLOUD_FLAGS[@]}" --worker=all
 shopt -s extglob
 remote_command=""
 for step in "${remote_steps[@]}"; do remote_command+="${step//$'\n'+( )/ }; "; done  # One line.

@@ -57,15 +57,19 @@ def flag_value(words, name):
 
 
 @pytest.mark.parametrize("spot", [False, True])
-def test_tpu_pod_dry_run_creates_waits_and_starts_detached_on_every_worker(spot):
-  run = launch("tpu_pod.sh", *TPU_FLAGS, *(["--spot"] if spot else []),
+def test_tpu_pod_dry_run_creates_waits_and_starts_detached_on_every_worker(spot, tmp_path):
+  data = tmp_path / "text8.zip"
+  data.write_bytes(b"")
+  run = launch("tpu_pod.sh", *TPU_FLAGS, *(["--spot", f"--copy={data}"] if spot else []),
                "--extra=--config.data.download=True --config.training.num_train_steps=7", "--dry_run")
-  describe, create, ssh = commands(run)
+  describe, create, *copy, ssh = commands(run)
   assert describe == ["gcloud", "compute", "tpus", "queued-resources", "describe", "ardm-v4", "--zone=us-central2-b",
                       "--format=value(state.state)"]
   assert create[:6] == ["gcloud", "compute", "tpus", "queued-resources", "create", "ardm-v4"]
   assert sorted(create[6:]) == sorted(["--node-id=ardm-v4", "--accelerator-type=v4-32", "--zone=us-central2-b",
                                        "--runtime-version=tpu-ubuntu2204-base"] + (["--spot"] if spot else []))
+  assert copy == ([["gcloud", "compute", "tpus", "tpu-vm", "scp", str(data), "ardm-v4:", "--zone=us-central2-b",
+                    "--worker=all"]] if spot else [])
   assert ssh[:6] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "ardm-v4"]
   assert "--worker=all" in ssh and "--zone=us-central2-b" in ssh
   remote = flag_value(ssh, "--command")
@@ -235,6 +239,7 @@ def test_multi_gpu_dry_run():
     ("tpu_pod.sh", [f for f in TPU_FLAGS if not f.startswith("--workdir")], "missing --workdir"),
     ("tpu_pod.sh", TPU_FLAGS[:5] + ["--workdir=/tmp/run"], "--workdir=/tmp/run must be a gs:// path"),
     ("tpu_pod.sh", TPU_FLAGS + ["--zones=x"], "unknown argument '--zones=x'"),
+    ("tpu_pod.sh", TPU_FLAGS + ["--copy=/nonexistent/text8.zip"], "--copy=/nonexistent/text8.zip is not a file"),
     ("slurm.sh", SLURM_FLAGS[1:], "missing --nodes (e.g. --nodes=2)"),
     ("slurm.sh", SLURM_FLAGS[:3], "missing --workdir"),
     ("slurm.sh", ["--nodes=two"] + SLURM_FLAGS[1:], "--nodes=two must be a positive integer"),
@@ -264,9 +269,12 @@ def test_tpu_pod_without_repo_needs_an_origin_remote(tmp_path):
 def test_gcloud_accepts_the_printed_commands(tmp_path):
   """gcloud parses every printed command's arguments and stops only for want of an account: an empty gcloud config,
   no metadata-server credentials and the TPU API pointed at a closed local port, so nothing can reach a cloud."""
-  printed = commands(launch("tpu_pod.sh", *TPU_FLAGS, "--spot", "--dry_run"))
+  data = tmp_path / "text8.zip"
+  data.write_bytes(b"")
+  printed = commands(launch("tpu_pod.sh", *TPU_FLAGS, "--spot", f"--copy={data}", "--dry_run"))
   printed += commands(launch("tpu_pod.sh", *TPU_FLAGS, "--delete", "--dry_run"))
-  env = dict(os.environ, CLOUDSDK_CONFIG=str(tmp_path), CLOUDSDK_CORE_CHECK_GCE_METADATA="false",
+  (tmp_path / "gcloud").mkdir()
+  env = dict(os.environ, CLOUDSDK_CONFIG=str(tmp_path / "gcloud"), CLOUDSDK_CORE_CHECK_GCE_METADATA="false",
              CLOUDSDK_API_ENDPOINT_OVERRIDES_TPU="http://127.0.0.1:9/", CLOUDSDK_CORE_DISABLE_PROMPTS="1")
   for words in printed:
     run = subprocess.run(words + ["--project=ardm-launch-test"], env=env, capture_output=True, text=True, timeout=60)
