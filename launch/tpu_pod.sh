@@ -105,7 +105,7 @@ else
     esac
     [[ -z $state ]] || echo "queued resource $TPU: $state; checking again in ${POLL_SECONDS} s"
     sleep "$POLL_SECONDS"
-    state=$("${DESCRIBE[@]}")
+    state=$("${DESCRIBE[@]}") || die "cannot read the state of queued resource $TPU (gcloud's error is above)"
   done
 fi
 

@@ -32,7 +32,16 @@ fi
 mkdir -p "$LOG_DIR"
 echo $$ > "$LOG_DIR/train.pid"
 echo "$(date -u +%FT%TZ) $(hostname): $(quote "${TRAIN[0]}") ${TRAIN[*]:1}" >> "$LOG"
-(while sleep 60; do "${COPY_LOG[@]}" > /dev/null 2>&1; done) &
+copy_log_every_minute() {
+  trap 'kill "$sleeper" 2> /dev/null; exit 0' TERM  # Stops with its sleep.
+  while true; do
+    sleep 60 &
+    sleeper=$!
+    wait "$sleeper"
+    "${COPY_LOG[@]}" > /dev/null 2>&1
+  done
+}
+copy_log_every_minute &
 copier=$!
 "${TRAIN[@]}" >> "$LOG" 2>&1
 status=$?
