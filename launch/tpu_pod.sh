@@ -77,6 +77,8 @@ if [[ -z $REF ]]; then
   REF=$(git -C "$ROOT" rev-parse HEAD)
   git -C "$ROOT" diff --quiet HEAD || echo "${SCRIPT}: uncommitted changes are not on the workers; \
 they run commit $REF" >&2
+  [[ -n $(git -C "$ROOT" branch -r --contains HEAD 2>/dev/null) ]] || echo "${SCRIPT}: commit $REF is on no \
+remote branch here; push it, or the workers cannot fetch it" >&2
 fi
 JAX_VERSION=$(requirement_version jax)
 
