@@ -6,8 +6,8 @@ r"""ARDM entry point: train, evaluate, sample under a step budget, or print the 
   python main.py --config=configs/cifar10.py --workdir=DIR --mode=plan     # budget vs bpd table + plot
   python main.py --config=configs/cifar10.py --workdir=DIR --mode=compress # rANS-code test points, bpd
 
-Multi-host: on Cloud TPU pods pass --distributed (jax.distributed.initialize() finds the peers); elsewhere also
-pass --coordinator_address, --num_processes and --process_id.
+Multi-process: --distributed joins the cluster that jax.distributed.initialize() detects (a Cloud TPU pod slice,
+a SLURM job, Open MPI); elsewhere name it with --coordinator_address, --num_processes and --process_id.
 """
 from absl import app
 from absl import flags
@@ -24,10 +24,12 @@ config_flags.DEFINE_config_file("config", None, "Path to a config file, optional
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and outputs.")
 flags.DEFINE_list("mode", ["train"],
                   "What to run, in order: any of train, eval, sample, plan, compress (e.g. train,plan).")
-flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (multi-host).")
-flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host outside TPU pods).")
-flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host outside TPU pods).")
-flags.DEFINE_integer("process_id", None, "This process's index (multi-host outside TPU pods).")
+flags.DEFINE_bool("distributed", False, "Join a multi-process cluster with jax.distributed.initialize(), which "
+                  "detects Cloud TPU pod slices, SLURM jobs and Open MPI.")
+flags.DEFINE_string("coordinator_address", None, "Optional override (implies --distributed): host:port of process "
+                    "0, the same on every process; needed with the next two where no cluster is detected.")
+flags.DEFINE_integer("num_processes", None, "Optional override (implies --distributed): number of processes.")
+flags.DEFINE_integer("process_id", None, "Optional override (implies --distributed): this process's index.")
 flags.mark_flags_as_required(["workdir"])
 
 MODES = {"train": train.train_and_evaluate, "eval": inference.evaluate, "sample": inference.sample,
@@ -53,19 +55,33 @@ def parse_flags(argv):
                      "overrides take the type of the field in the config file).") from None
 
 
+def join_cluster():
+  """jax.distributed.initialize() with what it detects, overridden by the flags that are given; a cluster it cannot
+  set up is a one-line error. (A coordinator that never answers still ends in XLA's own fatal error.)"""
+  try:
+    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address, num_processes=FLAGS.num_processes,
+                               process_id=FLAGS.process_id)
+  except (ValueError, TypeError, RuntimeError) as e:
+    detail = " ".join(str(e).split()).rstrip(".")
+    raise SystemExit(f"--distributed: cannot join a cluster: {detail}. A Cloud TPU pod slice, a SLURM job or an "
+                     "Open MPI job is detected by itself; elsewhere pass --coordinator_address=HOST:PORT "
+                     "--num_processes=N --process_id=I to every process, or drop --distributed to use only this "
+                     "machine's devices.") from None
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   unknown = [m for m in FLAGS.mode if m not in MODES]
   if unknown:
     raise SystemExit(f"Unknown --mode {unknown}; choose from {list(MODES)}, e.g. --mode=train,plan.")
-  if FLAGS.distributed or FLAGS.num_processes:
-    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
-                               num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
-  logging.info("process %d/%d, devices: %s", jax.process_index(), jax.process_count(), jax.devices())
   if FLAGS.config is None and "train" in FLAGS.mode:
     raise SystemExit("--config is required to train (e.g. --config=configs/quickstart.py); eval, sample, plan "
                      "and compress can leave it out and use the config the workdir was trained with.")
+  if FLAGS.distributed or any(FLAGS[name].present for name in ("coordinator_address", "num_processes",
+                                                                  "process_id")):
+    join_cluster()
+  logging.info("process %d/%d, devices: %s", jax.process_index(), jax.process_count(), jax.devices())
   for index, mode in enumerate(FLAGS.mode):
     try:
       result = MODES[mode](FLAGS.config, FLAGS.workdir)

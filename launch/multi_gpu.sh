@@ -1,14 +1,33 @@
 #!/usr/bin/env bash
-# Train on the GPUs of one or more machines. One process per machine sees all its local GPUs.
-#   Single machine:   CONFIG=configs/text8.py WORKDIR=/runs/t8 launch/multi_gpu.sh
-#   Machine i of N:   NUM_PROCESSES=N PROCESS_ID=i COORDINATOR=host0:12345 CONFIG=... WORKDIR=... launch/multi_gpu.sh
-# WORKDIR must be shared storage (e.g. NFS or a bucket) when N > 1. Install jax first: pip install 'jax[cuda12]==0.10.2'.
+# Trains on the GPUs of one machine, or of several machines joined by --distributed.
+#   One machine (one process drives all its GPUs; no distributed flags):
+#     launch/multi_gpu.sh --config=configs/text8.py --workdir=/runs/text8 [--extra="--config.x=y"] [--dry_run]
+#   Several machines, one process each driving all its GPUs: run on every machine, I = 0..N-1, the same address:
+#     launch/multi_gpu.sh --config=... --workdir=/shared/runs/text8 --distributed \
+#       --coordinator_address=HOST0:1234 --num_processes=N --process_id=I
+#   One process per GPU under Open MPI (jax.distributed.initialize() detects it; process i of a machine drives its
+#   i-th GPU): mpirun -np TOTAL_GPUS -npernode GPUS_PER_MACHINE launch/multi_gpu.sh --config=... --workdir=... \
+#     --distributed. Under SLURM use launch/slurm.sh.
+# Install jax for CUDA first: pip install -r requirements.txt "jax[cuda12]==<the jax version in requirements.txt>".
+# With several machines WORKDIR must be storage all of them see (a shared filesystem or gs://). Checkpoints,
+# metrics and samples go to WORKDIR; rerunning the same command resumes from it.
+# --dry_run prints the command ('+ ...') instead of running it.
 set -euo pipefail
-: "${CONFIG:?set CONFIG}" "${WORKDIR:?set WORKDIR}"
+SCRIPT=multi_gpu.sh
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
-ARGS=(--config="$CONFIG" --workdir="$WORKDIR")
-if [ "${NUM_PROCESSES:-1}" -gt 1 ]; then
-  ARGS+=(--num_processes="$NUM_PROCESSES" --process_id="${PROCESS_ID:?set PROCESS_ID}"
-         --coordinator_address="${COORDINATOR:?set COORDINATOR=host:port of process 0}")
-fi
-exec python main.py "${ARGS[@]}" ${EXTRA:-}
+CONFIG="" WORKDIR="" EXTRA="" DRY_RUN=0 DISTRIBUTED=()
+for arg in "$@"; do
+  case $arg in
+    --config=*) CONFIG=${arg#*=} ;;
+    --workdir=*) WORKDIR=${arg#*=} ;;
+    --extra=*) EXTRA=${arg#*=} ;;
+    --distributed|--coordinator_address=*|--num_processes=*|--process_id=*) DISTRIBUTED+=("$arg") ;;
+    --dry_run) DRY_RUN=1 ;;
+    *) die "unknown argument '$arg'; see the usage at the top of launch/${SCRIPT}" ;;
+  esac
+done
+need "$CONFIG" --config configs/text8.py
+need "$WORKDIR" --workdir /runs/text8
+read -ra extra_words <<< "$EXTRA"
+run python main.py --config="$CONFIG" --workdir="$WORKDIR" "${DISTRIBUTED[@]}" "${extra_words[@]}"
