@@ -41,7 +41,8 @@ def parse_flags(argv):
   type, a config file that is missing or rejects its ':variant', an unknown flag) into a one-line error."""
   try:
     argv = FLAGS(argv)
-    FLAGS.config.keys()  # A config file that failed to load reports it only when first read.
+    if FLAGS.config is not None:
+      FLAGS.config.keys()  # A config file that failed to load reports it only when first read.
     return argv
   except (AttributeError, KeyError) as e:
     missing = str(e).strip("\"'")
