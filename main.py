@@ -17,6 +17,7 @@ from ml_collections import config_flags
 
 from ardm_jax import inference
 from ardm_jax import train
+from ardm_jax import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file, optionally with ':variant'.",
@@ -85,7 +86,11 @@ def main(argv):
   logging.info("process %d/%d, devices: %s", jax.process_index(), jax.process_count(), jax.devices())
   for index, mode in enumerate(FLAGS.mode):
     try:
-      result = MODES[mode](FLAGS.config, FLAGS.workdir)
+      config = FLAGS.config
+      if mode != "train":  # A trained workdir's own config, with this command's --config.a.b=v overrides.
+        overrides = config_flags.get_override_values(FLAGS["config"]) if config is not None else {}
+        config = workdir_lib.effective_config(config, FLAGS.workdir, overrides)
+      result = MODES[mode](config, FLAGS.workdir)
     except train.RUN_ERRORS as e:
       logging.debug("Traceback of the error below:", exc_info=True)
       raise SystemExit(f"Error ({type(e).__name__}): {e}") from None

