@@ -67,7 +67,11 @@ def all_processes_agree(ok: bool) -> bool:
 
 
 def _first_line(error: BaseException) -> str:
-  return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:300]}"
+  """`Type: message` on one line; a long tensorstore message keeps its start (what) and end (the OS cause)."""
+  line = (str(error).strip().splitlines() or [""])[0]
+  if len(line) > 400:
+    line = line[:200] + " ... " + line[-200:]
+  return f"{type(error).__name__}: {line}"
 
 
 def _json_digest(item: dict) -> str:
@@ -99,6 +103,7 @@ class Checkpointer:
     self.config = json.loads(config.to_json())
     self.read_only = read_only
     self.lease = None
+    self._pending_step = None  # The step of the save that may still be running in the background.
     for path, what in ((self.workdir, "--workdir"), (self.directory, "its checkpoints/")):
       if path.exists() and not path.is_dir():
         raise CheckpointError(f"{what} {path} is a file, not a directory: pass a directory as --workdir.")
@@ -137,17 +142,25 @@ class Checkpointer:
     if self.lease is not None:
       self.lease.renew()
 
-  def check(self) -> None:
-    """Raises CheckpointError if an earlier (asynchronous) save failed."""
+  def check(self, block: bool = False) -> None:
+    """Raises CheckpointError once the last (asynchronous) save has ended and failed.
+
+    orbax logs a failed background save and carries on; joining the ended save re-raises its error. Without
+    `block` this never waits: a save still running is checked at a later call.
+    """
+    if self._pending_step is None or (not block and self.manager.is_saving_in_progress()):
+      return
+    step, self._pending_step = self._pending_step, None
     try:
+      self.manager.wait_until_finished()
       self.manager.check_for_errors()
     except Exception as e:
-      raise CheckpointError(f"Saving a checkpoint to {self.directory} failed: {_first_line(e)}. Training "
-                            "stopped; fix the cause (space, permissions) and rerun to resume.") from e
+      raise CheckpointError(f"Saving the checkpoint of step {step} to {self.directory} failed: {_first_line(e)}. "
+                            "Training stopped; fix the cause (space, permissions) and rerun to resume.") from e
 
   def save(self, state) -> None:
     step = int(state.step)
-    self.check()
+    self.check(block=True)  # orbax would wait for the previous save anyway.
     if step in self.manager.all_steps():
       return
     digest = fingerprint(state) if jax.process_index() == 0 else ""  # orbax writes JSON on process 0 only.
@@ -156,6 +169,7 @@ class Checkpointer:
     try:
       self.manager.save(step, args=ocp.args.Composite(
           state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+      self._pending_step = step
     except Exception as e:
       raise CheckpointError(f"Saving the checkpoint of step {step} to {self.directory} failed: "
                             f"{_first_line(e)}. Training stopped; fix the cause and rerun to resume.") from e
@@ -239,7 +253,7 @@ class Checkpointer:
     """Waits for the last save; raises CheckpointError if it failed. Releases the lease."""
     try:
       self.manager.wait_until_finished()
-      self.check()
+      self.check(block=True)
     finally:
       self.manager.close()
       self._release_lease()

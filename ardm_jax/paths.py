@@ -11,6 +11,10 @@ import uuid
 from etils import epath
 
 
+class InputNotFoundError(FileNotFoundError):
+  """A file or directory the user named as input (a dataset, a prepared tfds copy) does not exist."""
+
+
 def is_url(path: str | os.PathLike) -> bool:
   """True for object-store URLs such as gs://bucket/x (anything with a scheme), False for local paths."""
   return "://" in os.fspath(path)

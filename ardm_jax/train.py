@@ -25,6 +25,7 @@ from ardm_jax import checkpointing
 from ardm_jax import experiment
 from ardm_jax import lease as lease_lib
 from ardm_jax import metrics_io
+from ardm_jax import paths
 from ardm_jax import step_tracker
 
 
@@ -45,7 +46,8 @@ class NonFiniteLossError(FloatingPointError):
 
 # Errors whose message says all a user needs (bad config or input files, unusable checkpoints, a diverged run);
 # main.py prints them in one line instead of a traceback.
-RUN_ERRORS = (experiment.ConfigError, FileNotFoundError, checkpointing.CheckpointError, NonFiniteLossError,
+# (A FileNotFoundError from inside a library is a bug to show in full, not a user's missing input.)
+RUN_ERRORS = (experiment.ConfigError, paths.InputNotFoundError, checkpointing.CheckpointError, NonFiniteLossError,
               lease_lib.WorkdirBusyError)
 EVAL_PROGRESS_EVERY_S = 30.0
 

@@ -5,14 +5,18 @@ Trainer (only the host loop reads step counts, checkpoint intervals and on_nonfi
 those alone can share it); subprocess runs share a persistent XLA compilation cache.
 """
 import dataclasses
+import json
 import logging
 import os
+import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 
+from etils import epath
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
@@ -21,6 +25,7 @@ import pytest
 import fake_data
 from ardm_jax import checkpointing
 from ardm_jax import experiment
+from ardm_jax import lease
 from ardm_jax import train
 from configs import text8
 
@@ -343,3 +348,110 @@ def test_sigterm_in_process_checkpoints_the_step_reached(straight, tmp_path, mon
   assert int(state.step) == 4 and listing(workdir) == ([4], [])
   assert "SIGTERM received: checkpointed step 4 and stopping." in caplog.text
   assert signal.getsignal(signal.SIGTERM) is handler  # The run put the previous handler back.
+
+
+def last_line(text: str) -> str:
+  return text.strip().splitlines()[-1]
+
+
+def test_a_checkpoint_that_cannot_be_written_stops_the_run(text8_zip, subprocess_env, tmp_path):
+  """A per-file size limit (RLIMIT_FSIZE, binding root too) stands in for a full disk: the first save fails."""
+  limit = 64 * 1024  # Logs and metrics fit; the checkpoint's array file does not.
+  workdir = tmp_path / "work"
+  env = {k: v for k, v in subprocess_env.items() if not k.startswith("JAX_")}  # Its cache entries are large.
+  command = main_command(str(workdir), text8_zip, num_steps=8, **{"training.checkpoint_every_steps": 3})
+  run = subprocess.run(command, env=dict(env, JAX_PLATFORMS="cpu"), capture_output=True, text=True, timeout=240,
+                       preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+  assert run.returncode == 1, run.stderr[-3000:]
+  line = last_line(run.stderr)
+  # The first save (step 3) failed; training stopped at the latest when the next save (step 6) began.
+  assert line.startswith("Error (CheckpointError): Saving the checkpoint of step 3 to " + str(workdir / "checkpoints")), line
+  assert "File too large" in line and "[7]" not in run.stderr
+  assert not [name for name in os.listdir(workdir / "checkpoints") if name.isdigit()]
+
+
+def test_a_second_run_on_a_leased_workdir_is_refused_before_touching_it(text8_zip, subprocess_env, tmp_path):
+  workdir = tmp_path / "work"
+  in_flight = workdir / "checkpoints" / f"3{ocp.path.step.TMP_DIR_SUFFIX}-1700000000"
+  in_flight.mkdir(parents=True)  # The holder's checkpoint being written; orbax's startup cleanup would delete it.
+  holder = lease.Lease(epath.Path(workdir))
+  holder.acquire()  # Held by this (live) test process.
+  try:
+    run = subprocess.run(main_command(str(workdir), text8_zip, num_steps=2), env=subprocess_env,
+                         capture_output=True, text=True, timeout=240)
+    assert run.returncode == 1
+    line = last_line(run.stderr)
+    assert line.startswith("Error (WorkdirBusyError)") and f"pid {os.getpid()}" in line, line
+    assert sorted(os.listdir(workdir)) == ["checkpoints", "lease.json"] and in_flight.is_dir()
+    holder.renew(force=True)  # Still ours.
+  finally:
+    holder.release()
+  assert not (workdir / "lease.json").exists()
+
+
+def test_stale_leases_are_taken_over_and_live_ones_are_not(tmp_path):
+  directory = epath.Path(tmp_path)
+  path = directory / lease.LEASE_NAME
+  dead = subprocess.Popen(["true"])
+  dead.wait()
+  now = time.time()
+  cases = [({"host": socket.gethostname(), "pid": dead.pid, "heartbeat": now}, True),  # kill -9 on this host.
+           ({"host": "other-vm", "pid": 1, "heartbeat": now - lease.STALE_AFTER_S - 1}, True),  # A preempted VM.
+           ({"host": "other-vm", "pid": 1, "heartbeat": now}, False),  # Alive elsewhere.
+           ({"host": socket.gethostname(), "pid": os.getpid(), "heartbeat": now}, False)]  # Alive here.
+  for record, stale in cases:
+    path.write_text(json.dumps(dict(record, owner="someone")))
+    taker = lease.Lease(directory)
+    if stale:
+      taker.acquire()
+      assert json.loads(path.read_text())["owner"] == taker.record["owner"]
+      taker.release()
+    else:
+      with pytest.raises(lease.WorkdirBusyError, match="in use by another run"):
+        taker.acquire()
+      assert json.loads(path.read_text())["owner"] == "someone"
+  path.write_bytes(b"\x00garbage")  # A lease cut short by a crash while it was written.
+  lease.Lease(directory).acquire()
+
+
+@pytest.mark.parametrize("where", ["workdir", "checkpoints"])
+def test_a_file_where_a_directory_belongs_is_refused_at_start(straight, tmp_path, where):
+  trainer = straight[0]
+  workdir = tmp_path / "work"
+  if where == "workdir":
+    workdir.write_text("not a directory")
+  else:
+    workdir.mkdir()
+    (workdir / "checkpoints").write_text("not a directory")
+  with pytest.raises(checkpointing.CheckpointError, match="is a file, not a directory"):
+    continue_run(trainer, str(workdir), 2)
+
+
+def test_sigterm_during_eval_aborts_it_and_checkpoints_first(straight, tmp_path, monkeypatch, caplog):
+  trainer = straight[0]
+  config = trainer.exp.config.copy_and_resolve_references()
+  config.eval.num_passes, config.eval.max_batches = 1000, 0  # Far longer than a preemption grace period.
+  monkeypatch.setattr(trainer, "exp", dataclasses.replace(trainer.exp, config=config))
+  calls = []
+  eval_step = trainer.eval_step
+
+  def eval_step_then_sigterm(*args):
+    calls.append(1)
+    if len(calls) == 1:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return eval_step(*args)
+
+  monkeypatch.setattr(trainer, "eval_step", eval_step_then_sigterm)
+  with caplog.at_level(logging.WARNING):
+    state = continue_run(trainer, str(tmp_path / "work"), 100, eval_every_steps=2, checkpoint_every_steps=1000)
+  assert int(state.step) == 2 and listing(str(tmp_path / "work")) == ([2], []) and len(calls) == 1
+  assert "Evaluation aborted in pass 1/1000" in caplog.text
+  assert "SIGTERM received: checkpointed step 2 and stopping." in caplog.text
+
+
+def test_long_evaluations_report_progress(straight, monkeypatch, caplog):
+  trainer, _, state = straight
+  monkeypatch.setattr(train, "EVAL_PROGRESS_EVERY_S", 0.0)
+  with caplog.at_level(logging.INFO):
+    result = trainer.evaluate(state.ema_params, state.rng)
+  assert "eval: pass 1/" in caplog.text and f"running bpd {result['eval_bpd']:.4f}" in caplog.text

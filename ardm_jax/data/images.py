@@ -14,6 +14,7 @@ import functools
 
 import numpy as np
 
+from ardm_jax import paths
 from ardm_jax.data import dataset
 
 NUM_CLASSES = 256
@@ -55,7 +56,7 @@ def load_cifar10(split: str, data_dir, download: bool) -> np.ndarray:
   except AssertionError as error:  # tfds's way of saying "not prepared" when download=False
     if download:
       raise
-    raise FileNotFoundError(
+    raise paths.InputNotFoundError(
         f"CIFAR-10 is not prepared in data.tfds_data_dir={data_dir!r} (None: ~/tensorflow_datasets or "
         f"$TFDS_DATA_DIR). Prepare it once with `tfds build cifar10 --data_dir=DIR` (or python -c \"import "
         f"tensorflow_datasets as tfds; tfds.builder('cifar10', data_dir='DIR').download_and_prepare()\"), "

@@ -75,7 +75,7 @@ def read_text8(path: str) -> np.ndarray:
   """
   location = paths.resolve(path)  # Local (with `~` expanded) or an object store such as gs://bucket/text8.zip.
   if not location.is_file():
-    raise FileNotFoundError(
+    raise paths.InputNotFoundError(
         f"text8 not found at data.path={path!r} (looked for {location}); download it with `wget {TEXT8_URL}` "
         f"(31 MB) and set data.path to the zip (do not unzip)")
   try:
