@@ -6,6 +6,7 @@ gcsfs and epath are pointed at it). They are SIGKILLed at a random moment, relau
 an uninterrupted run on local disk; a SIGTERM sent to one process stops both at the same step; the read-only
 modes work on the gs:// workdir without repeating the config.
 """
+import json
 import os
 import random
 import re
@@ -21,6 +22,10 @@ import pytest
 
 import fake_data
 import gcs_emulator
+from ardm_jax import checkpointing
+from ardm_jax import experiment
+from ardm_jax import train
+from configs import text8
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_STEPS = 12
@@ -186,3 +191,29 @@ def test_read_only_modes_use_the_gcs_workdir_and_its_config(gcs, text8_url, env,
   assert any(n.startswith(f"samples_step{NUM_STEPS}_budget4") for n in names), names
   assert len(list((root / "compressed").iterdir())) == 2
   assert "planned bpd" in (root / "plan.txt").read_text()
+
+
+def test_gcs_checkpoints_fall_back_set_aside_and_refuse_another_config(gcs, text8_url, local_reference):
+  """On gs:// as on local disk: a corrupted newest step is skipped and moved aside; a changed config is refused."""
+  workdir = WORKDIR + "/killed"  # Trained (and read) by the tests above.
+  config = text8.get_config("local")
+  config.data.path = text8_url
+  config.training.update(num_train_steps=NUM_STEPS, checkpoint_every_steps=1, eval_every_steps=1000,
+                         log_every_steps=1)
+  config.eval.max_batches = 1
+  trainer = train.Trainer(experiment.build_experiment(config))
+  newest = max(saved_steps(gcs, workdir))
+  meta = epath.Path(workdir) / "checkpoints" / str(newest) / "meta" / "metadata"
+  record = json.loads(meta.read_text())
+  meta.write_text(json.dumps(dict(record, step=newest + 1)))  # Altered: fails its own checksum.
+  other = config.copy_and_resolve_references()
+  other.model.num_layers += 1
+  with pytest.raises(checkpointing.CheckpointError, match=r"different config: model.num_layers: 2 -> 3"):
+    checkpointing.Checkpointer(workdir, other, read_only=True).restore_latest(trainer.abstract_state())
+  ckpt = checkpointing.Checkpointer(workdir, config)
+  state = ckpt.restore_latest(trainer.abstract_state())
+  ckpt.close()
+  assert int(state.step) == newest - 1 and max(saved_steps(gcs, workdir)) == newest - 1
+  bucket, prefix = workdir.removeprefix("gs://").split("/", 1)
+  aside = gcs_emulator.list_objects(gcs, bucket, f"{prefix}/{checkpointing.UNUSABLE_DIR}/{newest}_")
+  assert any(name.endswith("/meta/metadata") for name in aside), aside
