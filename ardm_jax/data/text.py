@@ -11,11 +11,11 @@ Splits by fractions of the stream (integer arithmetic, n = number of characters)
     90M / 5M / 5M, so 90000 training chunks and 20000 test sequences of 250.
   embedded_text: train [0, 0.9 n), test [0.9 n, n).
 """
-import os
 import re
 import zipfile
 import zlib
 
+from etils import epath
 import numpy as np
 
 from ardm_jax.data import dataset
@@ -67,18 +67,20 @@ def clean_text(text: str) -> str:
 
 
 def read_text8(path: str) -> np.ndarray:
-  """Reads the 'text8' member of the zip at `path` into ids uint8 [n].
+  """Reads the 'text8' member of the zip at `path` (local, `~/...` or gs://) into ids uint8 [n].
 
   Raises:
-    FileNotFoundError: no file at `path`.
+    FileNotFoundError: no file at `path` (the message gives the path tried, with `~` expanded).
     ValueError: not a readable zip (truncated/corrupt), no 'text8' member, or characters outside [a-z ].
   """
-  if not os.path.isfile(path):
+  file = epath.Path(path).expanduser()
+  if not file.is_file():
+    tried = "" if str(file) == path else f" (looked for {str(file)!r})"
     raise FileNotFoundError(
-        f"text8 not found at data.path={path!r}; download it with `wget {TEXT8_URL}` (31 MB) and set "
+        f"text8 not found at data.path={path!r}{tried}; download it with `wget {TEXT8_URL}` (31 MB) and set "
         f"data.path to the zip (do not unzip)")
   try:
-    with zipfile.ZipFile(path) as archive:
+    with file.open("rb") as stream, zipfile.ZipFile(stream) as archive:
       members = archive.namelist()
       if TEXT8_MEMBER not in members:
         raise ValueError(f"{path}: zip has no member {TEXT8_MEMBER!r} (members: {members}); expected the "
