@@ -40,6 +40,7 @@ _KINDS = {
     "bool": lambda v: isinstance(v, bool),
     "string": lambda v: isinstance(v, str),
 }
+_KIND_NAMES = {"integer": "an integer", "number": "a number", "bool": "True or False", "string": "a string"}
 
 
 def at_least(low, kind: str = "integer", why: str = "") -> Rule:
@@ -67,7 +68,8 @@ BOOL = Rule("bool", "must be True or False")
 STRING = Rule("string", "must be a string")
 TEXT8_ZIP = Rule("string", "must be the path of text8.zip (http://mattmahoney.net/dc/text8.zip)",
                  lambda v: v != "")
-BUDGET = Rule("integer", "must lie in 1..D (D = variables per data point)", lambda v: v >= 1, optional=True)
+# Network calls per stage: 1..D, checked once D is known (check_against_data); unset is allowed until then.
+BUDGET = Rule("integer", "must lie in 1..D (D = variables per data point)", optional=True)
 DTYPE = one_of("float32", "bfloat16")
 
 _TEXT_SOURCE = {"seed": NON_NEGATIVE, "seq_len": in_range(1, 1000)}  # 1000: the length of a training chunk.
@@ -81,9 +83,9 @@ DATA = Choice({
 
 _NETWORK = {"num_heads": POSITIVE, "dropout": UNIT_INTERVAL, "dtype": DTYPE}
 MODEL = Choice({
-    "transformer": {**_NETWORK, "num_layers": POSITIVE, "width": POSITIVE, "mlp_dim": POSITIVE},
     "unet": {**_NETWORK, "ch": Rule("integer", "must be a positive multiple of 4", lambda v: v > 0 and v % 4 == 0),
              "num_res_blocks": POSITIVE, "attn_everywhere": BOOL},
+    "transformer": {**_NETWORK, "num_layers": POSITIVE, "width": POSITIVE, "mlp_dim": POSITIVE},
 })
 
 _LOSS = {"ce_weight": NON_NEGATIVE_NUMBER, "antithetic": BOOL}
@@ -132,8 +134,8 @@ def _check_value(key: str, value, rule: Rule) -> None:
       return
     raise ConfigError(f"config.{key} is not set; it is required and {rule.requirement} (--config.{key}=...).")
   if not _KINDS[rule.kind](value):
-    raise ConfigError(f"config.{key} = {value!r} is a {type(value).__name__}, but it must be a {rule.kind}; "
-                      f"fix it with --config.{key}=...")
+    raise ConfigError(f"config.{key} = {value!r} ({type(value).__name__}), but it must be "
+                      f"{_KIND_NAMES[rule.kind]}; fix it with --config.{key}=...")
   if not rule.ok(value):
     if rule.requirement.startswith("is not one of"):
       raise ConfigError(f"config.{key} = {value!r} {rule.requirement}; pick one with --config.{key}=...")
