@@ -76,15 +76,19 @@ def parse_flags(argv):
   """absl flag parsing that turns command-line mistakes (unknown `--config.a.b=v` key, a value of the wrong
   type, a config file that is missing, does not run or rejects its ':variant', an unknown or empty flag) into a
   one-line error; then quiets library logs unless --verbosity asks for them."""
+  config_file = next((a.split("=", 1)[1].split(":")[0] for a in argv if a.startswith("--config=")), "")
   try:
     argv = FLAGS(argv)
     FLAGS.config.keys()  # A config file that failed to load reports it only when first read.
   except SyntaxError as e:
     raise _bad_config_file(e.filename, e.lineno, f"SyntaxError: {e.msg}") from None
   except (flags.Error, OSError) as e:
+    if config_file and "--config must have a value other than None" in str(e):
+      raise SystemExit(f"Bad config file {config_file}: get_config() returned None; it must return the config "
+                       "(an ml_collections.ConfigDict), as configs/quickstart.py does.") from None
     lines = str(e).strip().splitlines()  # Config file errors carry their traceback: keep its last line.
     detail = lines[0] if len(lines) == 1 else f"{lines[0].split(': ')[0]}: {lines[-1].strip()}"
-    hint = ("config overrides take the type of the field in the config file" if detail.startswith("flag --config")
+    hint = ("config overrides take the type of the field in the config file" if detail.startswith("flag --config.")
             else "see `python main.py --helpfull`")
     raise SystemExit(f"Bad command line: {detail.rstrip('.')}. Fix the flag ({hint}).") from None
   except Exception as e:  # pylint: disable=broad-except
@@ -92,8 +96,8 @@ def parse_flags(argv):
     if frame is not None:  # The config file's code raised (NameError, ImportError, ...).
       raise _bad_config_file(frame.filename, frame.lineno, f"{type(e).__name__}: {e}") from None
     if isinstance(e, AttributeError) and "get_config" in str(e):
-      raise SystemExit(f"Bad config file: {e}; a config file defines get_config(), e.g. "
-                       "--config=configs/quickstart.py.") from None
+      raise SystemExit(f"Bad config file {config_file}: it has no get_config() function; a config file defines "
+                       "get_config() returning the config, e.g. configs/quickstart.py.") from None
     if not isinstance(e, (AttributeError, KeyError)):
       raise
     missing = str(e).strip("\"'")

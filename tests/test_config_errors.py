@@ -230,6 +230,8 @@ def test_bad_data_values(fields, message):
     pytest.param(("typo.py", "from configs import text8\n\ndef get_config():\n  return text9.get_config()\n"),
                  "Bad config file {dir}/typo.py, line 4: NameError: name 'text9' is not defined.",
                  id="config_name_error"),
+    pytest.param(("no_function.py", "import ml_collections\nCONFIG = ml_collections.ConfigDict()\n"),
+                 "Bad config file {dir}/no_function.py: it has no get_config() function", id="config_without_get_config"),
     pytest.param(("README.md", None), "Bad config file {path}, line {line}: SyntaxError: {msg}. {path} is not a "
                  "Python config file. --config takes a .py file whose get_config() returns the config, e.g. "
                  "--config=configs/quickstart.py.", id="config_is_readme"),
