@@ -58,7 +58,8 @@ LOCAL = "--config=" + os.path.join(REPO, "configs/text8.py:local")
     pytest.param(["--config=" + os.path.join(REPO, "configs/nope.py")],
                  "No such file or directory: '" + os.path.join(REPO, "configs/nope.py"), id="cli_missing_config_file"),
     pytest.param([LOCAL, "--mode=train,evaluate"],
-                 "Bad command line: unknown --mode ['evaluate']; choose from ['train', 'eval', 'sample', 'plan', 'compress']", id="cli_unknown_mode"),
+                 "Bad command line: unknown --mode ['evaluate']; choose from ['train', 'eval', 'sample', 'plan', "
+                 "'compress']", id="cli_unknown_mode"),
     pytest.param([LOCAL, "--config.sample.budget=0"],
                  "Error (ConfigError): config.sample.budget = 0 network calls per stage, but it is required and must "
                  "lie in 1..D with D = 32", id="cli_run_error_is_one_line"),
@@ -73,14 +74,14 @@ def test_command_line_mistakes(flags, message, text8_zip):
 
 @pytest.mark.parametrize("overrides, error, message", [
     pytest.param({"model.widht": 64}, experiment.ConfigError,
-                 "config.model.widht is not a key of model.name='transformer'; remove or rename it (its keys: name, "
-                 "num_heads, dropout, dtype, num_layers, width, mlp_dim).", id="mistyped_model_field"),
+                 "config.model.widht is not a key of model.name='transformer'; remove or rename it (its keys: "
+                 "name, num_heads, dropout, dtype, num_layers, width, mlp_dim).", id="mistyped_model_field"),
     pytest.param({"data.sequence_length": 64}, experiment.ConfigError,
-                 "config.data.sequence_length is not a key of data.name='text8'; remove or rename it (its keys: name, "
-                 "seed, seq_len, path, eval_split).", id="mistyped_data_field"),
+                 "config.data.sequence_length is not a key of data.name='text8'; remove or rename it (its keys: "
+                 "name, seed, seq_len, path, eval_split).", id="mistyped_data_field"),
     pytest.param({"data.name": "mnist"}, experiment.ConfigError,
-                 "config.data.name = 'mnist' is not one of ['cifar10', 'embedded_images', 'text8', 'embedded_text']; "
-                 "pick one with --config.data.name=", id="unknown_dataset"),
+                 "config.data.name = 'mnist' is not one of ['cifar10', 'embedded_images', 'text8', "
+                 "'embedded_text']; pick one with --config.data.name=", id="unknown_dataset"),
     pytest.param({"model.name": "resnet"}, experiment.ConfigError,
                  "config.model.name = 'resnet' is not one of ['unet', 'transformer']; pick one with "
                  "--config.model.name=", id="unknown_model"),
@@ -120,11 +121,12 @@ def test_command_line_mistakes(flags, message, text8_zip):
                  "config.data.seq_len = 0, but it must be in [1, 1000]; fix it with --config.data.seq_len=",
                  id="seq_len_0"),
     pytest.param({"model.num_heads": 3}, experiment.ConfigError,
-                 "config.model.num_heads = 3 does not divide config.model.width = 64 (each attention head gets width "
-                 "/ num_heads features); fix one of them with --config.model.num_heads=... or "
+                 "config.model.num_heads = 3 does not divide config.model.width = 64 (each attention head gets "
+                 "width / num_heads features); fix one of them with --config.model.num_heads=... or "
                  "--config.model.width=...", id="heads_not_dividing_width"),
     pytest.param({"model.width": -64}, experiment.ConfigError,
-                 "config.model.width = -64, but it must be > 0; fix it with --config.model.width=", id="negative_width"),
+                 "config.model.width = -64, but it must be > 0; fix it with --config.model.width=",
+                 id="negative_width"),
     pytest.param({"model.num_layers": 0}, experiment.ConfigError,
                  "config.model.num_layers = 0, but it must be > 0; fix it with --config.model.num_layers=",
                  id="zero_layers"),
@@ -158,7 +160,8 @@ def test_command_line_mistakes(flags, message, text8_zip):
     pytest.param({"objective": lambda c: common.upscale_objective(c.objective, "text8", "data"),
                   "objective.branching": 4}, experiment.ConfigError,
                  "config.objective.branching is not used with objective.kind='upscale' and "
-                 "objective.transitions='text8' (only with objective.transitions='digits')", id="branching_on_text8"),
+                 "objective.transitions='text8' (only with objective.transitions='digits')",
+                 id="branching_on_text8"),
 ])
 def test_bad_config_values(overrides, error, message, text8_zip):
   config = text8_config(text8_zip)
@@ -173,8 +176,9 @@ def test_bad_config_values(overrides, error, message, text8_zip):
   assert message in str(info.value)
 
 
-@pytest.mark.parametrize("name, arg", [(name, arg) for name in ("cifar10", "cifar10_upscale", "text8", "text8_upscale")
-                                       for arg in ("", "local")] + [("quickstart", ""), ("quickstart", "images")])
+@pytest.mark.parametrize("name, arg", [
+    (name, arg) for name in ("cifar10", "cifar10_upscale", "text8", "text8_upscale") for arg in ("", "local")
+] + [("quickstart", ""), ("quickstart", "images")])
 def test_every_shipped_config_is_valid(name, arg):
   config = importlib.import_module(f"configs.{name}").get_config(arg)
   if config.data.name == "text8":
@@ -188,10 +192,12 @@ def test_schema_and_experiment_know_the_same_models():
 
 @pytest.mark.parametrize("overrides, message", [
     pytest.param({"ch": 30}, "config.model.ch = 30, but it must be a positive multiple of 4", id="unet_ch_30"),
-    pytest.param({"ch": -32}, "config.model.ch = -32, but it must be a positive multiple of 4", id="unet_negative_ch"),
+    pytest.param({"ch": -32}, "config.model.ch = -32, but it must be a positive multiple of 4",
+                 id="unet_negative_ch"),
     pytest.param({"num_heads": 3}, "config.model.num_heads = 3 does not divide config.model.ch = 32",
                  id="unet_heads_not_dividing_ch"),
-    pytest.param({"num_res_blocks": 0}, "config.model.num_res_blocks = 0, but it must be > 0", id="unet_no_blocks"),
+    pytest.param({"num_res_blocks": 0}, "config.model.num_res_blocks = 0, but it must be > 0",
+                 id="unet_no_blocks"),
 ])
 def test_bad_unet_values(overrides, message):
   config = cifar10.get_config("local")  # Checked before any data is read: no CIFAR-10 needed.
@@ -204,10 +210,10 @@ def test_bad_unet_values(overrides, message):
 @pytest.mark.parametrize("fields, message", [
     pytest.param({"name": "embedded_text", "seq_len": 1001}, "config.data.seq_len = 1001, but it must be in "
                  "[1, 1000]", id="seq_len_above_chunk"),
-    pytest.param({"name": "embedded_text", "eval_split": "valid"}, "config.data.eval_split = 'valid' is not one of "
-                 "['test']", id="embedded_text_has_no_valid_split"),
-    pytest.param({"name": "embedded_images", "augment": 1}, "config.data.augment = 1 (int), but it must be True or "
-                 "False", id="augment_not_bool"),
+    pytest.param({"name": "embedded_text", "eval_split": "valid"},
+                 "config.data.eval_split = 'valid' is not one of ['test']", id="embedded_text_has_no_valid_split"),
+    pytest.param({"name": "embedded_images", "augment": 1},
+                 "config.data.augment = 1 (int), but it must be True or False", id="augment_not_bool"),
     pytest.param({"name": "embedded_images", "downscale": 0}, "config.data.downscale = 0, but it must be > 0",
                  id="downscale_0"),
     pytest.param({"name": "cifar10", "download": "yes"}, "config.data.download = 'yes' (str), but it must be True "
@@ -231,7 +237,8 @@ def test_bad_data_values(fields, message):
                  "Bad config file {dir}/typo.py, line 4: NameError: name 'text9' is not defined.",
                  id="config_name_error"),
     pytest.param(("no_function.py", "import ml_collections\nCONFIG = ml_collections.ConfigDict()\n"),
-                 "Bad config file {dir}/no_function.py: it has no get_config() function", id="config_without_get_config"),
+                 "Bad config file {dir}/no_function.py: it has no get_config() function",
+                 id="config_without_get_config"),
     pytest.param(("README.md", None), "Bad config file {path}, line {line}: SyntaxError: {msg}. {path} is not a "
                  "Python config file. --config takes a .py file whose get_config() returns the config, e.g. "
                  "--config=configs/quickstart.py.", id="config_is_readme"),
