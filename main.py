@@ -9,6 +9,12 @@ r"""ARDM entry point: train, evaluate, sample under a step budget, or print the 
 Multi-process: --distributed joins the cluster that jax.distributed.initialize() detects (a Cloud TPU pod slice,
 a SLURM job, Open MPI); elsewhere name it with --coordinator_address, --num_processes and --process_id.
 """
+import importlib.util
+import logging as python_logging
+import os
+import sysconfig
+import traceback
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -35,26 +41,82 @@ flags.mark_flags_as_required(["workdir"])
 
 MODES = {"train": train.train_and_evaluate, "eval": inference.evaluate, "sample": inference.sample,
          "plan": inference.plan_report, "compress": inference.compress}
+# Libraries whose INFO logs (orbax: a dozen lines per checkpoint) are shown only with --verbosity >= 1.
+QUIET_LIBRARIES = ("orbax", "jax", "jaxlib", "tensorflow", "matplotlib")
+
+
+def _config_code_frame(error: BaseException):
+  """The innermost frame of `error`'s traceback in code outside Python and its packages (a config file)."""
+  library_dirs = tuple(sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib"))
+  frames = [frame for frame in traceback.extract_tb(error.__traceback__)
+            if not frame.filename.startswith(library_dirs + ("<",)) and frame.filename != __file__]
+  return frames[-1] if frames else None
+
+
+def _bad_config_file(filename: str, line, problem: str) -> SystemExit:
+  hint = "" if filename.endswith(".py") else f" {filename} is not a Python config file."
+  return SystemExit(f"Bad config file {filename}, line {line}: {problem}.{hint} --config takes a .py file whose "
+                    "get_config() returns the config, e.g. --config=configs/quickstart.py.")
+
+
+def _quiet_library_logs(verbosity: int) -> None:
+  """Below --verbosity=1, drops the INFO logs of QUIET_LIBRARIES; their warnings and errors still show."""
+  if verbosity >= 1:
+    return
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ INFO lines (read when TF is imported).
+  specs = [importlib.util.find_spec(name) for name in QUIET_LIBRARIES]  # Finds the packages, imports nothing.
+  package_dirs = tuple(os.path.join(directory, "") for spec in specs if spec is not None
+                       for directory in spec.submodule_search_locations or ())
+
+  def keep(record: python_logging.LogRecord) -> bool:
+    # orbax logs through absl.logging, so the logger name is 'absl'; the record's file says whose it is.
+    return record.levelno >= python_logging.WARNING or not record.pathname.startswith(package_dirs)
+
+  logging.get_absl_handler().addFilter(keep)
 
 
 def parse_flags(argv):
   """absl flag parsing that turns command-line mistakes (unknown `--config.a.b=v` key, a value of the wrong
-  type, a config file that is missing or rejects its ':variant', an unknown flag) into a one-line error."""
+  type, a config file that is missing, does not run or rejects its ':variant', an unknown or empty flag) into a
+  one-line error; then quiets library logs unless --verbosity asks for them."""
+  config_file = next((a.split("=", 1)[1].split(":")[0] for a in argv if a.startswith("--config=")), "")
   try:
     argv = FLAGS(argv)
     if FLAGS.config is not None:
       FLAGS.config.keys()  # A config file that failed to load reports it only when first read.
-    return argv
-  except (AttributeError, KeyError) as e:
+  except SyntaxError as e:
+    raise _bad_config_file(e.filename, e.lineno, f"SyntaxError: {e.msg}") from None
+  except (flags.Error, OSError) as e:
+    if config_file and "--config must have a value other than None" in str(e):
+      raise SystemExit(f"Bad config file {config_file}: get_config() returned None; it must return the config "
+                       "(an ml_collections.ConfigDict), as configs/quickstart.py does.") from None
+    lines = str(e).strip().splitlines()  # Config file errors carry their traceback: keep its last line.
+    detail = lines[0] if len(lines) == 1 else f"{lines[0].split(': ')[0]}: {lines[-1].strip()}"
+    hint = ("config overrides take the type of the field in the config file" if detail.startswith("flag --config.")
+            else "see `python main.py --helpfull`")
+    raise SystemExit(f"Bad command line: {detail.rstrip('.')}. Fix the flag ({hint}).") from None
+  except Exception as e:  # pylint: disable=broad-except
+    frame = _config_code_frame(e)
+    if frame is not None:  # The config file's code raised (NameError, ImportError, ...).
+      raise _bad_config_file(frame.filename, frame.lineno, f"{type(e).__name__}: {e}") from None
+    if isinstance(e, AttributeError) and "get_config" in str(e):
+      raise SystemExit(f"Bad config file {config_file}: it has no get_config() function; a config file defines "
+                       "get_config() returning the config, e.g. configs/quickstart.py.") from None
+    if not isinstance(e, (AttributeError, KeyError)):
+      raise
     missing = str(e).strip("\"'")
     culprits = [a for a in argv if a.startswith("--config.") and missing in a.split("=", 1)[0].split(".")]
     raise SystemExit(f"Unknown config key {missing!r} in {' '.join(culprits) or 'the --config overrides'}: "
                      "the config has no such field (see the config file for the keys).") from None
-  except (flags.Error, OSError) as e:
-    lines = str(e).strip().splitlines()  # Config file errors carry their traceback: keep its last line.
-    detail = lines[0] if len(lines) == 1 else f"{lines[0].split(': ')[0]}: {lines[-1].strip()}"
-    raise SystemExit(f"Bad command line: {detail}\nFix the flag (see `python main.py --helpfull`; config "
-                     "overrides take the type of the field in the config file).") from None
+  if not FLAGS.workdir.strip():
+    raise SystemExit("Bad command line: --workdir is empty; give the run's directory, e.g. "
+                     "--workdir=/tmp/ardm_run.")
+  unknown = [m for m in FLAGS.mode if m not in MODES]
+  if not FLAGS.mode or unknown:
+    raise SystemExit(f"Bad command line: {f'unknown --mode {unknown}' if unknown else '--mode is empty'}; choose "
+                     f"from {list(MODES)}, e.g. --mode=train,plan.")
+  _quiet_library_logs(FLAGS.verbosity)
+  return argv
 
 
 def join_cluster():
@@ -74,9 +136,6 @@ def join_cluster():
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  unknown = [m for m in FLAGS.mode if m not in MODES]
-  if unknown:
-    raise SystemExit(f"Unknown --mode {unknown}; choose from {list(MODES)}, e.g. --mode=train,plan.")
   if FLAGS.config is None and "train" in FLAGS.mode:
     raise SystemExit("--config is required to train (e.g. --config=configs/quickstart.py); eval, sample, plan "
                      "and compress can leave it out and use the config the workdir was trained with.")

@@ -18,6 +18,7 @@ def get_config(arg=None):
   c.model.ch = 256  # Channels everywhere (single 32x32 resolution).
   c.model.num_res_blocks = 32  # ResBlocks on the way down (and as many up).
   c.model.attn_everywhere = False  # Reference code: attention after every ResBlock.
+  c.model.num_heads = 1
   c.model.dropout = 0.0
   c.optimizer.learning_rate = 1e-4
   c.optimizer.grad_clip_norm = 100.0

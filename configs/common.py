@@ -1,4 +1,8 @@
-"""Defaults shared by every run config; each config file overrides what differs."""
+"""Defaults shared by every run config; each config file overrides what differs.
+
+The allowed values of every key, and which keys each data source, model and objective kind has, are in
+ardm_jax/config_schema.py, which checks a config before a run starts.
+"""
 import ml_collections
 
 
@@ -13,15 +17,10 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.model = ml_collections.ConfigDict()
   c.model.name = ""  # 'unet' | 'transformer'; the remaining keys are that module's fields.
+  c.model.dtype = "float32"  # Compute dtype: 'float32' | 'bfloat16' (parameters stay float32).
+  c.model.dropout = 0.0  # Dropout rate in [0, 1).
 
-  c.objective = ml_collections.ConfigDict()
-  c.objective.kind = "oa"  # 'oa' (order-agnostic ARDM) | 'upscale' (depth upscaling).
-  c.objective.transitions = "digits"  # upscale: 'digits' (base-b) | 'text8' (space/vowel/consonant).
-  c.objective.branching = 4  # upscale digits: branching factor b >= 2; S = ceil(log_b K) stages.
-  c.objective.parametrisation = "direct"  # upscale: 'direct' (b logits) | 'data' (K renormalised).
-  c.objective.absorbing_value = 128  # OA input value of unknown variables (images 128, text K).
-  c.objective.ce_weight = 0.001  # Weight of the auxiliary cross-entropy term.
-  c.objective.antithetic = True  # Stratified steps t across the batch.
+  c.objective = oa_objective(absorbing_value=128)
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "adam"  # 'adam' | 'adamw'.
@@ -62,14 +61,39 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def oa_objective(absorbing_value: int) -> ml_collections.ConfigDict:
+  """Objective section of an order-agnostic ARDM."""
+  o = ml_collections.ConfigDict()
+  o.kind = "oa"
+  o.absorbing_value = absorbing_value  # Input value of unknown variables (images 128, text K).
+  o.ce_weight = 0.001  # Weight of the auxiliary cross-entropy term.
+  o.antithetic = True  # Stratified steps t across the batch.
+  return o
+
+
+def upscale_objective(oa: ml_collections.ConfigDict, transitions: str, parametrisation: str,
+                      branching: int = 4) -> ml_collections.ConfigDict:
+  """Objective section of an upscale ARDM with the loss settings (ce_weight, antithetic) of the OA section `oa`."""
+  o = ml_collections.ConfigDict()
+  o.kind = "upscale"
+  o.transitions = transitions  # 'digits' (base-b) | 'text8' (space/vowel/consonant, then the letter).
+  if transitions == "digits":
+    o.branching = branching  # Branching factor b >= 2; S = ceil(log_b K) stages.
+  o.parametrisation = parametrisation  # 'direct' (b logits) | 'data' (K logits renormalised).
+  o.ce_weight = oa.ce_weight
+  o.antithetic = oa.antithetic
+  return o
+
+
 def image_data(name: str) -> ml_collections.ConfigDict:
   """Data section of an image source ('cifar10' or 'embedded_images')."""
   d = ml_collections.ConfigDict()
   d.name = name
   d.seed = 0  # Seed of the data order and augmentation.
   d.augment = False  # Random flips + 90-degree rotations of training images.
+  d.eval_split = "test"  # The only held-out split of image sources.
   if name == "cifar10":
-    d.tfds_data_dir = ""  # tfds data_dir; '' = tfds default (~/tensorflow_datasets).
+    d.tfds_data_dir = ""  # tfds data_dir; '' = tfds's default ($TFDS_DATA_DIR or ~/tensorflow_datasets).
     d.download = False  # Let tfds download and prepare CIFAR-10 if it is missing.
   else:
     d.image_size = 32  # Patch size cut from the embedded photos.
@@ -85,7 +109,8 @@ def text_data(name: str) -> ml_collections.ConfigDict:
   d.seq_len = 250  # Characters per example (D).
   d.eval_split = "test"  # 'test' or 'valid' (text8 only).
   if name == "text8":
-    d.path = "text8.zip"  # The standard text8.zip (http://mattmahoney.net/dc/text8.zip), not unzipped.
+    # The standard text8.zip (http://mattmahoney.net/dc/text8.zip), not unzipped; required (local, ~ or gs://).
+    d.path = ml_collections.config_dict.placeholder(str)
   return d
 
 

@@ -22,6 +22,7 @@ def get_config(arg=None):
     c.model.ch = 32
     c.model.num_res_blocks = 2
     c.model.attn_everywhere = False
+    c.model.num_heads = 1
     c.model.dropout = 0.0
     c.optimizer.learning_rate = 1e-3
     c.optimizer.grad_clip_norm = 100.0

@@ -57,8 +57,8 @@ def load_cifar10(split: str, data_dir, download: bool) -> np.ndarray:
     if download:
       raise
     raise paths.InputNotFoundError(
-        f"CIFAR-10 is not prepared in data.tfds_data_dir={data_dir!r} (None: ~/tensorflow_datasets or "
-        f"$TFDS_DATA_DIR). Prepare it once with `tfds build cifar10 --data_dir=DIR` (or python -c \"import "
+        f"CIFAR-10 is not prepared in data.tfds_data_dir={data_dir!r} ('': $TFDS_DATA_DIR or "
+        f"~/tensorflow_datasets). Prepare it once with `tfds build cifar10 --data_dir=DIR` (or python -c \"import "
         f"tensorflow_datasets as tfds; tfds.builder('cifar10', data_dir='DIR').download_and_prepare()\"), "
         f"or set data.download=True, or point data.tfds_data_dir at a prepared copy. ({error})") from None
   # Read in batches rather than with batch_size=-1, which aborts the process under tfds.testing.mock_data.

@@ -15,6 +15,7 @@ import re
 import zipfile
 import zlib
 
+from etils import epath
 import numpy as np
 
 from ardm_jax import paths
@@ -67,10 +68,10 @@ def clean_text(text: str) -> str:
 
 
 def read_text8(path: str) -> np.ndarray:
-  """Reads the 'text8' member of the zip at `path` into ids uint8 [n].
+  """Reads the 'text8' member of the zip at `path` (local, `~/...` or gs://) into ids uint8 [n].
 
   Raises:
-    FileNotFoundError: no file at `path`.
+    FileNotFoundError: no file at `path` (the message gives the path tried, with `~` expanded).
     ValueError: not a readable zip (truncated/corrupt), no 'text8' member, or characters outside [a-z ].
   """
   location = paths.resolve(path)  # Local (with `~` expanded) or an object store such as gs://bucket/text8.zip.
