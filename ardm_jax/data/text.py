@@ -15,7 +15,6 @@ import re
 import zipfile
 import zlib
 
-from etils import epath
 import numpy as np
 
 from ardm_jax import paths
@@ -76,9 +75,10 @@ def read_text8(path: str) -> np.ndarray:
   """
   location = paths.resolve(path)  # Local (with `~` expanded) or an object store such as gs://bucket/text8.zip.
   if not location.is_file():
+    tried = "" if str(location) == path else f" (looked for {str(location)!r})"
     raise paths.InputNotFoundError(
-        f"text8 not found at data.path={path!r} (looked for {location}); download it with `wget {TEXT8_URL}` "
-        f"(31 MB) and set data.path to the zip (do not unzip)")
+        f"text8 not found at data.path={path!r}{tried}; download it with `wget {TEXT8_URL}` (31 MB) and set "
+        f"data.path to the zip (do not unzip)")
   try:
     with location.open("rb") as f, zipfile.ZipFile(f) as archive:
       members = archive.namelist()
