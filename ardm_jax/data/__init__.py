@@ -5,7 +5,7 @@ batch at a step is a pure function of (data.seed, step), so the train step is th
 
 Fields of the data config (all optional except `name`, and `path` for text8; a field that the chosen source
 does not use must be absent or at its default, so a misplaced key fails early):
-  name: 'cifar10' | 'text8' | 'embedded_text' | 'embedded_images'.
+  name: 'cifar10' | 'text8' | 'embedded_text' | 'embedded_bytes' | 'embedded_images'.
   seed: int >= 0 (default 0); seeds the epoch permutations and the per-row crops/augmentations.
   seq_len: text sequence length, 1..1000 (default 250, the paper's); text sources.
   path: path of the standard text8.zip (http://mattmahoney.net/dc/text8.zip, not unzipped); text8 only.
@@ -42,6 +42,7 @@ FIELDS_USED = {
     "text8": {"seed", "seq_len", "path", "eval_split"},
     "embedded_text": {"seed", "seq_len", "eval_split"},
     "embedded_images": {"seed", "augment", "image_size", "downscale", "eval_split"},
+    "embedded_bytes": {"seed", "seq_len", "eval_split"},
 }
 KNOWN_NAMES = tuple(FIELDS_USED)
 
@@ -90,6 +91,10 @@ def make_dataset(data_config) -> Dataset:
   """
   fields = _fields(data_config)
   name, seed = fields["name"], _int_field(fields, "seed", 0)
+  if name == "embedded_bytes":
+    seq_len = _int_field(fields, "seq_len", 1, text.TRAIN_CHUNK_LEN)
+    return text.text_dataset(name, text.embedded_text_splits(text.embedded_bytes()), seq_len=seq_len,
+                             eval_split=fields["eval_split"], seed=seed, num_classes=256)
   if name in ("text8", "embedded_text"):
     seq_len = _int_field(fields, "seq_len", 1, text.TRAIN_CHUNK_LEN)
     if name == "text8":
