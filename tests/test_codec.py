@@ -37,7 +37,7 @@ def _bundle(path, variant="", seed=0, event_shape=(TEXT_LEN,)):
   num_classes = 27 if variant == "" else 256
   model = experiment.build_model(config, num_classes, None)
   x = jnp.zeros((1,) + event_shape, jnp.int32)
-  params = model.init(jax.random.key(seed), x, x > 0, jnp.zeros((1,), jnp.int32))["params"]
+  params = jax.jit(model.init)(jax.random.key(seed), x, x > 0, jnp.zeros((1,), jnp.int32))["params"]
   num_variables = int(np.prod(event_shape))
   order = np.random.RandomState(seed).permutation(num_variables)
   plans = {str(b): {"starts": [np.linspace(0, num_variables, b, endpoint=False).astype(int).tolist()],
