@@ -9,7 +9,7 @@ JPEG-XL lossless (imagecodecs) for images. Speed: data points per second, encode
 its own network call (batch 1) and with all rows sharing each call (batched), and the share of the time spent
 in network calls.
 
-Usage: python benchmarks/compression.py --text_model=MODEL [--image_model=MODEL] [--num_rows=64]
+Usage: python benchmarks/file_compression.py --text_model=MODEL [--image_model=MODEL] [--num_rows=64]
 (make the bundles with `python -m ardm_jax.compress export`).
 """
 import argparse
@@ -22,11 +22,7 @@ import sys
 import time
 import zlib
 
-# This file is named compression.py; keep its directory off the import path, or it would shadow the standard
-# library's `compression` package for jax and its dependencies.
-_HERE = pathlib.Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if pathlib.Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))  # run from a checkout, no install
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a checkout, no install
 # pylint: disable=wrong-import-position
 import imagecodecs
 import jax
