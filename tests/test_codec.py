@@ -15,6 +15,7 @@ import ml_collections
 import pytest
 
 from ardm_jax import codec
+from ardm_jax import compress
 from ardm_jax import coder
 from ardm_jax import experiment
 from ardm_jax import step_tracker
@@ -206,14 +207,6 @@ def test_corrupted_or_truncated_files_are_detected(text_bundle):
       codec.decode_files(text_bundle, {"f.ardm": blob[:length]})
 
 
-def test_a_wrong_decoded_checksum_is_an_error_not_a_file(text_bundle):
-  (blob,) = codec.encode_files(text_bundle, {"f.txt": b"a few words"}, 3).values()
-  header, message = codec.unpack("f", blob)
-  forged = codec.pack(dict(header, sha256="0" * 64), message)
-  with pytest.raises(codec.CodecError, match="does not match its checksum"):
-    codec.decode_files(text_bundle, {"f.ardm": forged})
-
-
 def test_unseen_tracker_steps_take_the_seen_losses_around_them():
   tracker = step_tracker.StepTracker(ema=jnp.array([4.0, 0.0, 2.0, 0.0, 0.0, 9.0, 0.0, 1.0]),
                                      count=jnp.array([3, 0, 1, 0, 0, 2, 0, 5]))
@@ -236,3 +229,29 @@ def test_the_bundle_detects_altered_files(tmp_path, text_bundle_dir):
     (bundle_dir / "params.msgpack").unlink()
     codec.load_bundle(bundle_dir)
 
+
+
+def _cli(*args):
+  """Runs the command line in this process (flags parsed as absl would)."""
+  argv = compress.FLAGS(["compress", *map(str, args)])
+  try:
+    compress.main(argv)
+  finally:
+    compress.FLAGS.unparse_flags()
+
+
+def test_command_line_round_trip_and_no_output_on_a_bad_checksum(tmp_path, text_bundle_dir):
+  (tmp_path / "a.txt").write_bytes(b"the command line")
+  (tmp_path / "b.txt").write_bytes(b"")
+  _cli("encode", f"--model={text_bundle_dir}", "--budget=3", tmp_path / "a.txt", tmp_path / "b.txt",
+       "-o", tmp_path / "enc")
+  assert sorted(p.name for p in (tmp_path / "enc").iterdir()) == ["a.txt.ardm", "b.txt.ardm"]
+  _cli("decode", f"--model={text_bundle_dir}", tmp_path / "enc" / "a.txt.ardm", tmp_path / "enc" / "b.txt.ardm",
+       "-o", tmp_path / "dec")
+  assert (tmp_path / "dec" / "a.txt").read_bytes() == b"the command line"
+  assert (tmp_path / "dec" / "b.txt").read_bytes() == b""
+  header, message = codec.unpack("a", (tmp_path / "enc" / "a.txt.ardm").read_bytes())
+  (tmp_path / "forged.ardm").write_bytes(codec.pack(dict(header, sha256="0" * 64), message))
+  with pytest.raises(codec.CodecError, match="does not match its checksum"):
+    _cli("decode", f"--model={text_bundle_dir}", tmp_path / "forged.ardm", "-o", tmp_path / "out.txt")
+  assert not (tmp_path / "out.txt").exists() and not list(tmp_path.glob(".out.txt*"))
