@@ -215,7 +215,8 @@ def text_rows(name: str, raw: bytes, bundle: Bundle, clean: bool = False) -> Row
       shown = ", ".join(f"{bytes([as_bytes[i]])!r}"[1:] + f" at {i}" for i in bad[:8])
       raise CodecError(f"{name}: {bad.size} characters outside the model's alphabet [a-z ]: {shown}"
                        f"{', ...' if bad.size > 8 else ''}; pass --clean to apply the training cleaner (the "
-                       f"decoded file is then the cleaned text), or use a bytes model (configs/quickstart.py:bytes).")
+                       f"decoded file is then the cleaned text), or use a bytes model "
+                       f"(configs/quickstart.py:bytes).")
     ids = text_lib.bytes_to_ids(as_bytes, name)
   x, fixed = _chunk(ids, row_length, FILL[bundle.kind])
   return Rows(x=x, fixed=fixed, shape={"length": len(ids)}, sha256=_sha256(raw), note=note)

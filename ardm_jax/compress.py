@@ -33,7 +33,8 @@ flags.DEFINE_string("model", None, "encode/decode/info: the codec bundle.")
 flags.DEFINE_string("output", None, "Output file (one input) or directory.", short_name="o")
 flags.DEFINE_list("budgets", ["20", "100", "D"], "export: network calls per stage to plan for ('D': one per "
                   "variable).")
-flags.DEFINE_integer("budget", None, "encode: network calls per stage (one of the bundle's; default its smallest).")
+flags.DEFINE_integer("budget", None, "encode: network calls per stage (one of the bundle's; default its "
+                     "smallest).")
 flags.DEFINE_integer("batch_size", 64, "encode: rows per network call (decoding uses the encoder's).")
 flags.DEFINE_bool("clean", False, "encode with a 27-letter text model: apply the training cleaner (lowercase, "
                   "digits spelled out, other characters -> space) instead of refusing other characters; the "

@@ -127,7 +127,8 @@ def classic_images(rows):
     Image.fromarray(image).save(out, format="PNG", optimize=True)
     return out.getvalue()
 
-  codecs = {"PNG (optimised)": png, "WebP lossless": lambda a: imagecodecs.webp_encode(a, lossless=True, level=100),
+  codecs = {"PNG (optimised)": png,
+            "WebP lossless": lambda a: imagecodecs.webp_encode(a, lossless=True, level=100),
             "JPEG-XL lossless": lambda a: imagecodecs.jpegxl_encode(a, lossless=True, effort=9)}
   report(codecs, points, mosaic, rows.size, whole_note=f"(one {side}x{side} mosaic)")
 
