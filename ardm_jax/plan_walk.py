@@ -47,11 +47,6 @@ class Process:
   def num_classes(self) -> int:
     return self.transitions.num_classes
 
-  @property
-  def num_children(self) -> int:
-    """C: the most children a value has; log-probabilities of a call are [..., C]."""
-    return self.transitions.max_branching
-
   @functools.cached_property
   def description(self) -> str:
     """What a decoder must share with the encoder about the process (for settings checksums)."""
@@ -115,11 +110,6 @@ def children_log_probs(process: Process, logits, coarse, stage):
     to_child = child_of_class[..., None] == jnp.arange(tr.max_branching)                   # [B, 1.., K, C]
     log_probs = jax.nn.logsumexp(jnp.where(to_child, log_probs[..., None], -jnp.inf), axis=-2)
   return log_probs
-
-
-def allowed_children(process: Process, coarse, stage):
-  """bool [B, *event, C]: the child numbers the stage-s values coarse [B, *event] have."""
-  return jnp.asarray(process.transitions.valid_children)[orders.per_example(stage, coarse.ndim), coarse]
 
 
 def child_number(process: Process, x, stage):
