@@ -163,7 +163,12 @@ def compress(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
   """
   exp, _, state = restore(config, workdir)
   cfg = config.compress
-  starts, _ = stage_plans(exp, state, cfg.budget)
+  # Planned with the steps training has seen: an unseen step takes the interpolated loss around it, never 0.
+  losses, unseen = step_tracker.seen_stage_losses(state.tracker, exp.num_stages)
+  starts = np.stack([planner.plan(planner.sort_step_losses(stage_losses), cfg.budget).starts
+                     for stage_losses in losses])
+  if unseen:
+    print(f"planned with the seen steps: {unseen} of {exp.total_steps} tracker steps were never seen")
   event_shape = tuple(exp.dataset.event_shape)
   sigma = np.asarray(orders.sample_orders(jax.random.key(cfg.order_seed), (exp.num_stages,) + event_shape))
   # Parameters are a jit argument (not baked-in constants); encoder and decoder make identical batched calls.
