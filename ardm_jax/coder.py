@@ -1,34 +1,39 @@
-"""Lossless compression of single data points with an ARDM and rANS (PAPER.md section 4).
+"""Lossless compression with an ARDM and rANS (PAPER.md section 4), batched over many rows.
 
-One message per data point, for a fixed order sigma and a plan `starts` (planner.plan, or arange(D) for
-sequential). The decoder runs the planned network calls in order: call i sees the variables decoded so far and
-decodes every variable with starts[i] <= sigma < starts[i+1] (by rank) from that call's categorical. The
-encoder knows x, so it runs the same calls on the same inputs first and then pushes the symbols onto the ANS
-stack in reverse (constriction's AnsCoder is last in, first out). The code length is -log2 q(x) of the plan's
-model (likelihood.py) plus the smoothing and quantisation cost and a constant overhead.
+Rows x [N, *event] are coded along one fixed order per stage and a plan (plan_walk.py). Rows belong to
+streams (e.g. every row of one file): each stream is one message, so the fixed overhead is paid once per
+stream. The decoder runs the planned calls in order: call i of stage s sees the variables decoded so far and
+decodes every variable with starts[i] <= sigma < starts[i+1] (by rank), as its child number among the children
+of its stage-s value. Every call is one network call per group of `batch_size` rows, for all rows of all streams
+at once. The encoder knows x, so it runs the same calls on the same inputs first and then pushes the symbols
+onto each stream's ANS stack in reverse (constriction's AnsCoder is last in, first out). The code length is
+-log2 q(x) of the plan's model (likelihood.py) plus the smoothing and quantisation cost and a constant overhead.
 
-Exactness: the decoder must use bitwise the same integer probabilities as the encoder. Both sides call the
-network (jitted by the caller) with batch 1 on identical inputs, so the logits are bitwise equal on one
-platform, and `quantized_probabilities` turns them into integer frequencies with float64 numpy. The frequencies f reach
-constriction as the floats f - 1, for which its fast quantisation (cdf(k) = floor(sum_{j<k} w_j * scale) + k,
-scale = (2^24 - C) / sum(w) = 1) reproduces f exactly.
+Positions marked `fixed` (padding of a partial last row or of an image edge) are not coded: both sides know
+their values, and the network sees them as known from the first call.
 
-Message: uint32 words [crc32, *ans_words]. The CRC covers the ANS words and the decoder's settings (shape,
-order, plan, eps, absorbing value or transitions), so a corrupted or truncated message, or one decoded with
-other settings, raises ValueError before any network call. Overhead over the ideal sum(-log2 f / 2^24): 32
-header bits plus the ANS flush and word rounding (-3..+55 bits measured on 3000 random messages, < 64).
+Exactness: the decoder must use bitwise the same integer probabilities as the encoder. Both sides walk the plan
+with the same code (`_walk`) and call the network on the same padded groups of rows (the last group padded with
+a constant row), so every network input, and so every output, is bitwise equal on one platform and software
+stack; `quantized_probabilities` turns them into integer frequencies with float64 numpy. The frequencies f
+reach constriction as the floats f - 1, for which its fast quantisation (cdf(k) = floor(sum_{j<k} w_j * scale)
++ k, scale = (2^24 - C) / sum(w) = 1) reproduces f exactly.
+
+Message: uint32 words [crc32, *ans_words]. The CRC covers the ANS words and the decoder's settings (process,
+shape, order, plan, eps, the stream's rows and fixed positions), so a corrupted or truncated message, or one
+decoded with other settings, raises ValueError before any network call. Overhead over the ideal
+sum(-log2 f / 2^24): 32 header bits plus the ANS flush and word rounding (-3..+55 bits measured on 3000
+random messages, < 64).
 """
 import functools
 import zlib
 
 import constriction
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ardm_jax import objective
-from ardm_jax import orders
-from ardm_jax import upscale
+from ardm_jax import plan_walk
 
 EPS = 2e-5  # PAPER.md section 4: smoothing mass per class.
 PRECISION = 24  # Bits of the fixed-point probabilities of constriction's default ANS coder (32-bit words).
@@ -80,59 +85,98 @@ def compressed_bits(message: np.ndarray) -> int:
   return 32 * int(np.asarray(message).size)
 
 
-def _network_call(logits_fn, x_in, known, t) -> np.ndarray:
-  """Output [*event, C] of one network call on a batch of one (x_in, known [*event], t a global step)."""
-  return np.asarray(logits_fn(jnp.asarray(x_in[None], jnp.int32), jnp.asarray(known[None]),
-                              jnp.full((1,), t, jnp.int32)))[0]
 
 
-@functools.partial(jax.jit, static_argnames=("transitions", "parametrisation"))
-def _children_log_probs(logits, coarse, stage, *, transitions, parametrisation):
-  """(log-probs [*event, C], allowed [*event, C]) over the children of every variable's stage-s value.
-
-  logits: [*event, transitions.num_outputs(parametrisation)]; coarse: int32 [*event], the stage-s values.
-  """
-  log_probs = upscale.next_state_log_probs(transitions, logits, coarse, stage, parametrisation)
-  if parametrisation == "data":  # a child's probability is the total over its fine classes
-    to_child = jax.nn.one_hot(jnp.asarray(transitions.child_index)[stage], transitions.max_branching,
-                              dtype=bool)                                   # [K, C]
-    log_probs = jax.nn.logsumexp(jnp.where(to_child, log_probs[..., None], -jnp.inf), axis=-2)
-  return log_probs, jnp.asarray(transitions.valid_children)[stage, coarse]
+def _check_order(sigma, num_stages: int, event_shape) -> np.ndarray:
+  """int64 [S, D]: the order of every stage, from sigma [*event] (shared) or [S, *event]."""
+  sigma = np.asarray(sigma, np.int64)
+  sigma = np.broadcast_to(sigma, (num_stages,) + tuple(event_shape)).reshape(num_stages, -1)
+  num_variables = sigma.shape[1]
+  for stage_sigma in sigma:
+    if not np.array_equal(np.sort(stage_sigma), np.arange(num_variables)):
+      raise ValueError(f"sigma must be a permutation of 0..D-1 (D = {num_variables}).")
+  return sigma
 
 
-def _children_freqs(logits, coarse, stage, step, transitions, parametrisation, eps) -> np.ndarray:
-  """int64 [m, C]: quantised child probabilities of the variables at flat positions step [m]."""
-  log_probs, allowed = _children_log_probs(logits, coarse, stage, transitions=transitions,
-                                           parametrisation=parametrisation)
-  num_variables = coarse.size
-  return quantized_probabilities(np.asarray(log_probs).reshape(num_variables, -1)[step], eps,
-                                 allowed=np.asarray(allowed).reshape(num_variables, -1)[step])
+def _plan(starts, num_variables: int, num_stages: int):
+  """(starts, ends) int64 numpy [S, n]."""
+  return tuple(np.asarray(a, np.int64) for a in plan_walk.plan_steps(starts, num_variables, num_stages))
 
 
-def _positions_by_rank(sigma: np.ndarray) -> np.ndarray:
-  """int64 [D]: the flat index of the variable with rank r, for an order sigma [*event]."""
-  flat = sigma.reshape(-1)
-  if not np.array_equal(np.sort(flat), np.arange(flat.size)):
-    raise ValueError(f"sigma must be a permutation of 0..D-1 (D = {flat.size}).")
-  return np.argsort(flat)
+def _streams(streams, num_rows: int) -> np.ndarray:
+  """int64 [N]: the stream of every row, 0..num_streams-1 (default: one stream per row)."""
+  streams = np.arange(num_rows) if streams is None else np.asarray(streams, np.int64)
+  if streams.shape != (num_rows,) or (num_rows and (streams.min() < 0)):
+    raise ValueError(f"streams must give every one of the {num_rows} rows a stream number >= 0.")
+  return streams
 
 
-def _plan(starts, num_variables: int, num_stages: int = 0):
-  """(starts, ends) as int64 numpy [n] (num_stages = 0) or [S, n] (the same plan for every stage if [n])."""
-  starts, ends = (np.asarray(a, np.int64) for a in orders.plan_bounds(starts, num_variables))
-  if num_stages:
-    starts, ends = (np.broadcast_to(a, (num_stages, a.shape[-1])) for a in (starts, ends))
-  elif starts.ndim != 1:
-    raise ValueError(f"an OA plan is one list of starts [n], got shape {starts.shape}.")
-  return starts, ends
-
-
-def _settings_crc(name: str, *arrays, eps: float) -> int:
-  """CRC32 of the settings a decoder must share with the encoder: a format name, int arrays and eps."""
-  crc = zlib.crc32(name.encode())
-  for array in arrays:
+def _settings_crc(process, event_shape, sigma, starts, fixed_rows, eps) -> int:
+  """CRC32 of what a decoder must share with the encoder about one stream."""
+  crc = zlib.crc32(process.description.encode())
+  for array in (event_shape, sigma, starts, [len(fixed_rows)]):
     crc = zlib.crc32(np.ascontiguousarray(array, "<i8").tobytes(), crc)
+  crc = zlib.crc32(np.packbits(fixed_rows).tobytes(), crc)
   return zlib.crc32(np.float64(eps).astype("<f8").tobytes(), crc)
+
+
+@functools.partial(jax.jit, static_argnames="process")
+def _network_input(values, coarse, known, stage, *, process):
+  return plan_walk.network_input(process, values, coarse, known, stage)
+
+
+@functools.partial(jax.jit, static_argnames="process")
+def _children_log_probs(logits, coarse, stage, *, process):
+  return plan_walk.children_log_probs(process, logits, coarse, stage)
+
+
+def _walk(logits_fn, process, event_shape, sigma, starts, ends, fill, fixed, batch_size, eps, code_step):
+  """Runs the planned calls over all rows; code_step gives the coded children of every call.
+
+  Args:
+    fill: int32 [N, D] values of the fixed positions (the classes; anything elsewhere).
+    fixed: bool [N, D] positions not coded.
+    code_step(stage, step [m] positions of the call, freqs [M, C], coded [N, m]) -> int64 [M]: the children
+      of the coded variables of the call (row-major over (row, position) where coded), whose frequencies are
+      freqs.
+  Returns:
+    int32 [N, D]: the classes.
+  """
+  num_rows, num_variables = fixed.shape
+  num_groups = -(-num_rows // batch_size)
+  padded = num_groups * batch_size
+  state_values = process.transitions.state_values
+  values = np.zeros((padded, num_variables), np.int32)  # padding rows: class 0, nothing known
+  values[:num_rows] = np.where(fixed, state_values[0][fill], state_values[0, 0])
+  known_fixed = np.zeros((padded, num_variables), bool)
+  known_fixed[:num_rows] = fixed
+  for s in range(process.num_stages):
+    coarse = values.copy()
+    values[:num_rows][fixed] = state_values[s + 1][fill[fixed]]
+    positions = np.argsort(sigma[s])
+    for start, end in zip(starts[s], ends[s]):
+      known = (sigma[s] < start)[None] | known_fixed
+      step = positions[start:end]
+      log_probs = []
+      for g in range(num_groups):
+        rows = slice(g * batch_size, (g + 1) * batch_size)
+        group_shape = (batch_size,) + tuple(event_shape)
+        group_coarse = coarse[rows].reshape(group_shape)
+        group_known = known[rows].reshape(group_shape)
+        x_in = _network_input(values[rows].reshape(group_shape), group_coarse, group_known, s, process=process)
+        logits = logits_fn(x_in, group_known, np.full((batch_size,), s * num_variables + start, np.int32))
+        group_log_probs = _children_log_probs(logits, group_coarse, s, process=process)
+        log_probs.append(np.asarray(group_log_probs).reshape(batch_size, num_variables, -1)[:, step])
+      log_probs = np.concatenate(log_probs)[:num_rows]                    # [N, m, C]
+      coded = ~fixed[:, step]                                             # [N, m]
+      step_coarse = coarse[:num_rows, step][coded]
+      freqs = quantized_probabilities(log_probs[coded], eps,
+                                      allowed=process.transitions.valid_children[s][step_coarse])
+      children = code_step(s, step, freqs, coded)
+      step_values = values[:num_rows, step]
+      step_values[coded] = process.transitions.child_state[s][step_coarse, children]
+      values[:num_rows, step] = step_values
+  return values[:num_rows]
 
 
 def _push(steps) -> np.ndarray:
@@ -140,7 +184,8 @@ def _push(steps) -> np.ndarray:
   ans = constriction.stream.stack.AnsCoder()
   family = constriction.stream.model.Categorical(perfect=False)
   for symbols, freqs in reversed(steps):
-    ans.encode_reverse(symbols.astype(np.int32), family, (freqs - 1).astype(np.float64))
+    if symbols.size:
+      ans.encode_reverse(symbols.astype(np.int32), family, (freqs - 1).astype(np.float64))
   return ans.get_compressed()
 
 
@@ -160,151 +205,107 @@ def _open(message, settings_crc: int):
   words = message[HEADER_WORDS:]
   if zlib.crc32(np.ascontiguousarray(words, "<u4").tobytes(), settings_crc) != int(message[0]):
     raise ValueError("checksum mismatch: the message is corrupted or truncated, or it was encoded with another "
-                     "event shape, order, plan, eps or model setting.")
+                     "event shape, order, plan, eps, model setting or rows.")
   return constriction.stream.stack.AnsCoder(np.ascontiguousarray(words))
 
 
-def _pop(ans, freqs: np.ndarray) -> np.ndarray:
-  """int64 [m]: the next m symbols, decoded with frequencies [m, C]."""
-  family = constriction.stream.model.Categorical(perfect=False)
-  return np.asarray(ans.decode(family, (freqs - 1).astype(np.float64)), np.int64)
+class _Rows:
+  """The validated common arguments of encode and decode."""
+
+  def __init__(self, process, shape, sigma, starts, streams, fixed, fill, batch_size, eps):
+    self.num_rows, self.event_shape = shape[0], tuple(shape[1:])
+    num_variables = int(np.prod(self.event_shape))
+    self.sigma = _check_order(sigma, process.num_stages, self.event_shape)
+    self.starts, self.ends = _plan(starts, num_variables, process.num_stages)
+    self.streams = _streams(streams, self.num_rows)
+    self.num_streams = int(self.streams.max()) + 1 if self.num_rows else 0
+    flat = (self.num_rows, num_variables)
+    self.fixed = np.zeros(flat, bool) if fixed is None else np.asarray(fixed, bool).reshape(flat)
+    self.fill = np.zeros(flat, np.int32) if fill is None else np.asarray(fill, np.int32).reshape(flat)
+    if np.any(self.fixed & ((self.fill < 0) | (self.fill >= process.num_classes))):
+      raise ValueError(f"fixed values must lie in 0..{process.num_classes - 1}.")
+    if batch_size < 1:
+      raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    self.settings = [_settings_crc(process, self.event_shape, self.sigma, self.starts,
+                                   self.fixed[self.streams == k], eps) for k in range(self.num_streams)]
+
+  def split(self, coded):
+    """[(stream, mask [N, m])]: the coded entries of every stream's rows, in stream order."""
+    return [(k, coded & (self.streams == k)[:, None]) for k in range(self.num_streams)]
 
 
-def _check_consumed(ans) -> None:
-  if not ans.is_empty():
-    raise ValueError("the message does not end where the decoded data ends (corrupted message).")
-
-
-def _oa_settings(event_shape, sigma, starts, absorbing_value, eps) -> int:
-  return _settings_crc("ardm-oa", event_shape, sigma, starts, absorbing_value, eps=eps)
-
-
-def encode(logits_fn: objective.LogitsFn, x, sigma, starts, *, absorbing_value: int,
-           eps: float = EPS) -> np.ndarray:
-  """Compresses one data point with an OA-ARDM: one network call per planned step.
+def encode(logits_fn: objective.LogitsFn, x, sigma, starts, process: plan_walk.Process, *, streams=None,
+           fixed=None, batch_size: int = 64, eps: float = EPS) -> list[np.ndarray]:
+  """Compresses rows of data, one message per stream, with one batched network call per planned step.
 
   Args:
-    logits_fn: network, (x_in, known, t) -> logits [1, *event, K], called on a batch of one. Pass a jitted
-      function with the parameters as jit arguments (e.g. lambda x, k, t: apply(params, x, k, t) with
-      apply = jax.jit(model.apply)): the decoder must get bitwise the same logits, and a jit that closed over
-      the parameters would embed them as constants.
-    x: int [*event], values in 0..K-1.
-    sigma: int [*event], the order (ranks, a permutation of 0..D-1); the decoder needs the same one.
-    starts: int [n], the plan.
-    absorbing_value: input value of the variables not decoded yet.
+    logits_fn: network, (x_in, known, stage * D + t) -> logits [batch_size, *event, outputs]. Jit it with the
+      parameters as jit arguments (e.g. functools.partial(jax.jit(model.apply), {"params": params})).
+    x: int [N, *event], classes in 0..K-1.
+    sigma: int [*event] (one order for every stage) or [S, *event]: ranks, a permutation of 0..D-1 each.
+    starts: int [n] (the same plan for every stage) or [S, n].
+    process: plan_walk.oa_process or plan_walk.upscale_process.
+    streams: int [N], the stream of each row (0..num_streams-1, rows of a stream coded in row order); None:
+      one stream per row.
+    fixed: bool [N, *event] or None: positions not coded (the decoder gets their values as `fill`).
+    batch_size: rows per network call; the decoder must use the same (its outputs depend on the batch shape).
     eps: smoothing of the predictions (quantized_probabilities).
   Returns:
-    message: uint32 [words].
+    One message (uint32 [words]) per stream.
   """
   x = np.asarray(x, np.int32)
-  sigma = np.broadcast_to(np.asarray(sigma, np.int64), x.shape)
-  positions = _positions_by_rank(sigma)
-  starts, ends = _plan(starts, x.size)
-  steps = []
-  for start, end in zip(starts, ends):
-    known = sigma < start
-    logits = _network_call(logits_fn, np.where(known, x, absorbing_value), known, start).reshape(x.size, -1)
-    step = positions[start:end]
-    symbols = x.reshape(-1)[step]
-    if not np.all((symbols >= 0) & (symbols < logits.shape[-1])):
-      raise ValueError(f"x must take values in 0..{logits.shape[-1] - 1}, the network's classes.")
-    steps.append((symbols, quantized_probabilities(logits[step], eps)))
-  return _with_header(_push(steps), _oa_settings(x.shape, sigma, starts, absorbing_value, eps))
+  if not np.all((x >= 0) & (x < process.num_classes)):
+    raise ValueError(f"x must take values in 0..{process.num_classes - 1}, the model's classes.")
+  rows = _Rows(process, x.shape, sigma, starts, streams, fixed, x, batch_size, eps)
+  flat = x.reshape(rows.num_rows, -1)
+  steps = [[] for _ in range(rows.num_streams)]
+
+  def code_step(s, step, freqs, coded):
+    children = process.transitions.child_index[s][flat[:, step]]           # [N, m]
+    order_of_coded = np.cumsum(coded.reshape(-1)).reshape(coded.shape) - 1  # index into freqs
+    for k, mask in rows.split(coded):
+      steps[k].append((children[mask], freqs[order_of_coded[mask]]))
+    return children[coded]
+
+  _walk(logits_fn, process, rows.event_shape, rows.sigma, rows.starts, rows.ends, rows.fill, rows.fixed,
+        batch_size, eps, code_step)
+  return [_with_header(_push(stream_steps), settings)
+          for stream_steps, settings in zip(steps, rows.settings)]
 
 
-def decode(logits_fn: objective.LogitsFn, message, sigma, starts, event_shape, *, absorbing_value: int,
-           eps: float = EPS) -> np.ndarray:
-  """Decompresses a message of `encode` with the same network, order, plan and settings.
-
-  Args:
-    logits_fn, sigma, starts, absorbing_value, eps: as given to encode.
-    message: uint32 [words].
-    event_shape: shape of the data point.
-  Returns:
-    x: int32 [*event_shape].
-  Raises:
-    ValueError: the message is corrupted or truncated, or the settings differ from the encoder's.
-  """
-  event_shape = tuple(event_shape)
-  sigma = np.broadcast_to(np.asarray(sigma, np.int64), event_shape)
-  positions = _positions_by_rank(sigma)
-  starts, ends = _plan(starts, sigma.size)
-  ans = _open(message, _oa_settings(event_shape, sigma, starts, absorbing_value, eps))
-  x = np.full(event_shape, absorbing_value, np.int32)  # the network input: unknown variables absorbed
-  for start, end in zip(starts, ends):
-    logits = _network_call(logits_fn, x, sigma < start, start)
-    step = positions[start:end]
-    freqs = quantized_probabilities(logits.reshape(sigma.size, -1)[step], eps)
-    x.reshape(-1)[step] = _pop(ans, freqs)
-  _check_consumed(ans)
-  return x
-
-
-def _upscale_settings(event_shape, sigma, starts, transitions, parametrisation, eps) -> int:
-  return _settings_crc(f"ardm-upscale-{parametrisation}", event_shape, sigma, starts, transitions.state_values,
-                       eps=eps)
-
-
-def encode_upscale(logits_fn: objective.LogitsFn, x, sigma, starts, transitions: upscale.Transitions, *,
-                   parametrisation: str, eps: float = EPS) -> np.ndarray:
-  """Compresses one data point with an upscale ARDM: stage by stage, one network call per planned step.
-
-  Each variable's stage-(s+1) value is coded as its child number among the children of its stage-s value,
-  smoothed over the valid children only.
+def decode(logits_fn: objective.LogitsFn, messages, sigma, starts, process: plan_walk.Process, shape, *,
+           streams=None, fixed=None, fill=None, batch_size: int = 64, eps: float = EPS) -> np.ndarray:
+  """Decompresses the messages of `encode` with the same network, orders, plan and settings.
 
   Args:
-    logits_fn: network, (x_in, known, stage * D + t) -> logits [1, *event, C], jitted as for encode.
-    x: int [*event], values in 0..K-1.
-    sigma: int [*event] (one order for every stage) or [S, *event].
-    starts: int [n] (the same plan for every stage) or [S, n].
-    transitions: the stages.
-    parametrisation: "direct" or "data".
-    eps: smoothing of the predictions.
+    messages: one uint32 message per stream.
+    shape: (N, *event_shape).
+    fixed, fill: the positions not coded and their classes (int [N, *event]; read only where fixed).
+    logits_fn, sigma, starts, process, streams, batch_size, eps: as given to encode.
   Returns:
-    message: uint32 [words].
-  """
-  x = np.asarray(x, np.int32)
-  if not np.all((x >= 0) & (x < transitions.num_classes)):
-    raise ValueError(f"x must take values in 0..{transitions.num_classes - 1}.")
-  num_stages = transitions.num_stages
-  sigma = np.broadcast_to(np.asarray(sigma, np.int64), (num_stages,) + x.shape)
-  starts, ends = _plan(starts, x.size, num_stages)
-  steps = []
-  for s in range(num_stages):
-    positions = _positions_by_rank(sigma[s])
-    coarse, refined = transitions.state_values[s][x], transitions.state_values[s + 1][x]
-    child = transitions.child_index[s][x].reshape(-1)
-    for start, end in zip(starts[s], ends[s]):
-      known = sigma[s] < start
-      logits = _network_call(logits_fn, np.where(known, refined, coarse), known, s * x.size + start)
-      step = positions[start:end]
-      steps.append((child[step], _children_freqs(logits, coarse, s, step, transitions, parametrisation, eps)))
-  return _with_header(_push(steps), _upscale_settings(x.shape, sigma, starts, transitions, parametrisation, eps))
-
-
-def decode_upscale(logits_fn: objective.LogitsFn, message, sigma, starts, event_shape,
-                   transitions: upscale.Transitions, *, parametrisation: str, eps: float = EPS) -> np.ndarray:
-  """Decompresses a message of `encode_upscale` with the same network, orders, plans and settings.
-
-  Returns:
-    x: int32 [*event_shape].
+    x: int32 [N, *event_shape].
   Raises:
-    ValueError: the message is corrupted or truncated, or the settings differ from the encoder's.
+    ValueError: a message is corrupted or truncated, or the settings differ from the encoder's.
   """
-  event_shape = tuple(event_shape)
-  num_stages = transitions.num_stages
-  sigma = np.broadcast_to(np.asarray(sigma, np.int64), (num_stages,) + event_shape)
-  num_variables = sigma[0].size
-  starts, ends = _plan(starts, num_variables, num_stages)
-  ans = _open(message, _upscale_settings(event_shape, sigma, starts, transitions, parametrisation, eps))
-  state = np.full(event_shape, transitions.state_values[0, 0], np.int32)
-  for s in range(num_stages):
-    positions = _positions_by_rank(sigma[s])
-    coarse = state.copy()
-    for start, end in zip(starts[s], ends[s]):
-      logits = _network_call(logits_fn, state, sigma[s] < start, s * num_variables + start)
-      step = positions[start:end]
-      child = _pop(ans, _children_freqs(logits, coarse, s, step, transitions, parametrisation, eps))
-      state.reshape(-1)[step] = transitions.child_state[s][coarse.reshape(-1)[step], child]
-  _check_consumed(ans)
-  return state
+  shape = tuple(shape)
+  rows = _Rows(process, shape, sigma, starts, streams, fixed, fill, batch_size, eps)
+  if len(messages) != rows.num_streams:
+    raise ValueError(f"{rows.num_streams} streams need as many messages, got {len(messages)}.")
+  coders = [_open(message, settings) for message, settings in zip(messages, rows.settings)]
+  family = constriction.stream.model.Categorical(perfect=False)
+
+  def code_step(s, step, freqs, coded):
+    del s, step
+    order_of_coded = np.cumsum(coded.reshape(-1)).reshape(coded.shape) - 1
+    children = np.zeros(coded.shape, np.int64)
+    for k, mask in rows.split(coded):
+      if mask.any():
+        children[mask] = coders[k].decode(family, (freqs[order_of_coded[mask]] - 1).astype(np.float64))
+    return children[coded]
+
+  x = _walk(logits_fn, process, rows.event_shape, rows.sigma, rows.starts, rows.ends, rows.fill, rows.fixed,
+            batch_size, eps, code_step)
+  if not all(ans.is_empty() for ans in coders):
+    raise ValueError("a message does not end where its decoded data ends (corrupted message).")
+  return x.reshape(shape)
+

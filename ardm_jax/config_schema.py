@@ -79,6 +79,7 @@ DATA = Choice({
     "embedded_images": {**_IMAGE_SOURCE, "image_size": POSITIVE, "downscale": POSITIVE},
     "text8": {**_TEXT_SOURCE, "path": TEXT8_ZIP, "eval_split": one_of("test", "valid")},
     "embedded_text": {**_TEXT_SOURCE, "eval_split": one_of("test")},
+    "embedded_bytes": {**_TEXT_SOURCE, "eval_split": one_of("test")},
 })
 
 _NETWORK = {"num_heads": POSITIVE, "dropout": UNIT_INTERVAL, "dtype": DTYPE}

@@ -19,6 +19,7 @@ from ardm_jax import metrics_io
 from ardm_jax import orders
 from ardm_jax import outputs
 from ardm_jax import paths
+from ardm_jax import plan_walk
 from ardm_jax import planner
 from ardm_jax import sampler
 from ardm_jax import step_tracker
@@ -42,9 +43,16 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
 
 
 def stage_step_losses(exp: experiment.Experiment, state) -> np.ndarray:
-  """float64 [S, D]: the tracked L_t of every stage, each sorted in descending order for the planner."""
-  per_stage = np.asarray(step_tracker.per_stage_losses(state.tracker, exp.num_stages), np.float64)
-  return np.stack([planner.sort_step_losses(losses) for losses in per_stage])
+  """float64 [S, D]: the tracked L_t of every stage, each sorted in descending order for the planner.
+
+  Steps training never saw take the interpolated loss of the seen steps around them (never 0); a warning says
+  how many there were.
+  """
+  per_stage, unseen = step_tracker.seen_stage_losses(state.tracker, exp.num_stages)
+  if unseen:
+    logging.warning("Planning with the steps training has seen: %d of %d steps were never seen and take the "
+                    "interpolated loss of the seen steps around them.", unseen, exp.total_steps)
+  return np.stack([planner.sort_step_losses(np.asarray(losses, np.float64)) for losses in per_stage])
 
 
 def stage_plans(exp: experiment.Experiment, state, budget: int) -> tuple[np.ndarray, float]:
@@ -62,13 +70,7 @@ def sample(config: ml_collections.ConfigDict, workdir: str) -> np.ndarray:
   shape = (config.sample.num_samples,) + tuple(exp.dataset.event_shape)
   rng = jax.random.key_data(jax.random.key(config.sample.seed))
   logits_fn = exp.logits_fn(state.ema_params)
-  if exp.transitions is None:
-    fn = lambda r: sampler.sample_oa(logits_fn, r, starts[0], shape,
-                                     absorbing_value=config.objective.absorbing_value)
-  else:
-    fn = lambda r: sampler.sample_upscale(logits_fn, r, starts, shape, exp.transitions,
-                                          parametrisation=config.objective.parametrisation)
-  samples = np.asarray(jax.jit(fn)(rng))
+  samples = np.asarray(jax.jit(lambda r: sampler.sample(logits_fn, r, starts, shape, _process(exp)))(rng))
   writer = metrics_io.create_writer(workdir)
   step = int(state.step)
   stem = str(paths.resolve(workdir) / f"samples_step{step}_budget{budget}")
@@ -108,48 +110,52 @@ def plan_report(config: ml_collections.ConfigDict, workdir: str) -> dict[int, fl
   return table
 
 
+def _process(exp: experiment.Experiment) -> plan_walk.Process:
+  obj = exp.config.objective
+  if exp.transitions is None:
+    return plan_walk.oa_process(exp.dataset.num_classes, obj.absorbing_value)
+  return plan_walk.upscale_process(exp.transitions, obj.parametrisation)
+
+
 def compress(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Codes the first compress.num_examples test points, one rANS message each, and decodes them back.
 
-  All messages share one fixed order (compress.order_seed) and the optimal plan of compress.budget calls per
-  stage. Each message is written to workdir/compressed/ and must decode to its data point exactly. Returns the
-  mean compressed bits/dim next to the model's -log2 q(x)/D under the same order and plan.
+  All messages share one fixed order per stage (compress.order_seed) and the optimal plan of compress.budget
+  calls per stage; all points share each network call (coder.py). Each message is written to
+  workdir/compressed/ and must decode to its data point exactly. Returns the mean compressed bits/dim next to
+  the model's -log2 q(x)/D under the same orders and plan.
   """
   exp, _, state = restore(config, workdir)
   config = exp.config
   cfg = config.compress
-  starts, _ = stage_plans(exp, state, cfg.budget)
+  # Planned with the steps training has seen: an unseen step takes the interpolated loss around it, never 0.
+  losses, unseen = step_tracker.seen_stage_losses(state.tracker, exp.num_stages)
+  starts = np.stack([planner.plan(planner.sort_step_losses(stage_losses), cfg.budget).starts
+                     for stage_losses in losses])
+  if unseen:
+    print(f"planned with the seen steps: {unseen} of {exp.total_steps} tracker steps were never seen")
   event_shape = tuple(exp.dataset.event_shape)
-  sigmas = orders.sample_orders(jax.random.key(cfg.order_seed), (exp.num_stages,) + event_shape)
-  # Parameters are a jit argument (not baked-in constants); encoder and decoder make identical batch-1 calls.
+  sigma = np.asarray(orders.sample_orders(jax.random.key(cfg.order_seed), (exp.num_stages,) + event_shape))
+  # Parameters are a jit argument (not baked-in constants); encoder and decoder make identical batched calls.
   logits_fn = functools.partial(jax.jit(exp.model.apply), {"params": state.ema_params})
-  if exp.transitions is None:
-    sigma, starts = sigmas[0], starts[0]
-    settings = dict(absorbing_value=config.objective.absorbing_value)
-    encode, decode, log_likelihood = coder.encode, coder.decode, likelihood.oa_log_likelihood
-    batch_sigma = sigma
-  else:
-    sigma = sigmas
-    settings = dict(transitions=exp.transitions, parametrisation=config.objective.parametrisation)
-    encode, decode, log_likelihood = coder.encode_upscale, coder.decode_upscale, likelihood.upscale_log_likelihood
-    batch_sigma = sigmas[:, None]  # [S, 1, *event]: the stage orders of a batch of one.
+  process = _process(exp)
+  xs = np.concatenate([batch[weight > 0] for batch, weight in exp.dataset.eval_batches(config.eval.batch_size)]
+                      )[:cfg.num_examples]
+  batch_size = min(len(xs), config.eval.batch_size)
+  messages = coder.encode(logits_fn, xs, sigma, starts, process, batch_size=batch_size)
+  decoded = coder.decode(logits_fn, messages, sigma, starts, process, xs.shape, batch_size=batch_size)
+  if not np.array_equal(decoded, xs):
+    raise RuntimeError("The test points did not decode to themselves: the network is not deterministic here.")
+  log_q = jax.jit(lambda x: likelihood.log_likelihood(logits_fn, x, sigma[:, None], starts, process)[0])(xs)
   out_dir = paths.resolve(workdir) / "compressed"
-  bits, model_bits = [], []
-  examples = (x for batch, weight in exp.dataset.eval_batches(config.eval.batch_size) for x, w in zip(batch, weight)
-              if w > 0)
-  for index, x in zip(range(cfg.num_examples), examples):
-    message = encode(logits_fn, x, sigma, starts, **settings)
-    decoded = decode(logits_fn, message, sigma, starts, event_shape, **settings)
-    log_q = float(log_likelihood(logits_fn, x[None], batch_sigma, starts, **settings)[0][0])
-    if not np.array_equal(decoded, x):
-      raise RuntimeError(f"Test point {index} did not decode to itself: the network is not deterministic here.")
-    if jax.process_index() == 0:
+  if jax.process_index() == 0:
+    for index, message in enumerate(messages):
       paths.write_atomically(out_dir / f"test_{index:05d}.ardm", message.astype("<u4").tobytes())
-    bits.append(coder.compressed_bits(message))
-    model_bits.append(-log_q / math.log(2.0))
   num_variables = exp.num_variables
+  bits = [coder.compressed_bits(message) for message in messages]
   result = {"compressed_bpd": float(np.mean(bits)) / num_variables,
-            "model_bpd": float(np.mean(model_bits)) / num_variables, "num_examples": len(bits)}
+            "model_bpd": float(np.mean(-np.asarray(log_q, np.float64))) / math.log(2.0) / num_variables,
+            "num_examples": len(bits)}
   print(f"compressed {len(bits)} test points with {cfg.budget} calls per stage: "
         f"{result['compressed_bpd']:.4f} bpd (model -log2 q: {result['model_bpd']:.4f} bpd), messages in {out_dir}")
   return result

@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 class StepTracker(NamedTuple):
@@ -45,3 +46,18 @@ def update(tracker: StepTracker, t: jax.Array, step_loss: jax.Array, momentum: f
 def per_stage_losses(tracker: StepTracker, num_stages: int = 1) -> jax.Array:
   """float32 [S, D]: the averages of each stage in step order (the planner sorts them itself)."""
   return tracker.ema.reshape(num_stages, -1)
+
+
+def seen_stage_losses(tracker: StepTracker, num_stages: int = 1):
+  """(float64 [S, D] losses, int number of unseen steps): steps never seen take the linear interpolation of
+  the seen steps of their stage (the nearest seen value beyond the ends), never 0, so that a planner does not
+  treat them as free. Raises ValueError if a stage has no seen step."""
+  ema = np.asarray(tracker.ema, np.float64).reshape(num_stages, -1)
+  seen = np.asarray(tracker.count).reshape(num_stages, -1) > 0
+  filled = np.empty_like(ema)
+  for s in range(num_stages):
+    steps = np.flatnonzero(seen[s])
+    if not steps.size:
+      raise ValueError(f"stage {s} has no step the tracker has seen: train longer before planning.")
+    filled[s] = np.interp(np.arange(ema.shape[1]), steps, ema[s, steps])
+  return filled, int((~seen).sum())

@@ -24,6 +24,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from
 # pylint: disable=wrong-import-position
 from ardm_jax import coder
 from ardm_jax import likelihood
+from ardm_jax import plan_walk
 from ardm_jax import upscale
 from ardm_jax.models import transformer
 
@@ -57,54 +58,30 @@ def report(name, num_calls, bits, minus_log2_q, encode_times, decode_times, num_
         f" {np.mean(encode_times) * 1e3:>9.1f} {np.mean(decode_times) * 1e3:>9.1f}", flush=True)
 
 
-def run_oa(xs, sigma, num_calls_list):
+def run(name, process, xs, sigma, num_calls_list):
   num_variables = xs.shape[1]
-  apply, params = random_network(num_variables, NUM_CLASSES, 1)
+  apply, params = random_network(num_variables, process.transitions.num_outputs(process.parametrisation),
+                                 process.num_stages)
   logits_fn = functools.partial(apply, params)
-  log_q_fn = jax.jit(lambda p, x, s, starts: likelihood.oa_log_likelihood(
-      functools.partial(apply, p), x, s, starts, absorbing_value=NUM_CLASSES)[0])
+  log_q_fn = jax.jit(lambda p, x, s, starts: likelihood.log_likelihood(
+      functools.partial(apply, p), x, s, starts, process)[0])
   for num_calls in num_calls_list:
     starts = evenly_spaced_plan(num_variables, num_calls)
     minus_log2_q = -np.asarray(log_q_fn(params, jnp.asarray(xs), jnp.asarray(sigma), jnp.asarray(starts)),
                                np.float64) / math.log(2)
-    coder.encode(logits_fn, xs[0], sigma, starts, absorbing_value=NUM_CLASSES)  # warm-up
+    encode = lambda x: coder.encode(logits_fn, x[None], sigma, starts, process, batch_size=1)[0]
+    encode(xs[0])  # warm-up
     bits, encode_times, decode_times = [], [], []
     for x in xs:
-      message, encode_time = timed(lambda: coder.encode(logits_fn, x, sigma, starts, absorbing_value=NUM_CLASSES))
-      decoded, decode_time = timed(lambda: coder.decode(logits_fn, message, sigma, starts, x.shape,
-                                                        absorbing_value=NUM_CLASSES))
+      message, encode_time = timed(lambda: encode(x))
+      decoded, decode_time = timed(lambda: coder.decode(logits_fn, [message], sigma, starts, process,
+                                                        (1,) + x.shape, batch_size=1)[0])
       if not np.array_equal(decoded, x):
-        raise AssertionError("OA round trip failed")
+        raise AssertionError(f"{name} round trip failed")
       bits.append(coder.compressed_bits(message))
       encode_times.append(encode_time)
       decode_times.append(decode_time)
-    report("OA", len(starts), np.array(bits), minus_log2_q, encode_times, decode_times, num_variables)
-
-
-def run_upscale(xs, sigma, num_calls_list):
-  num_variables = xs.shape[1]
-  tr = upscale.text8_transitions()
-  apply, params = random_network(num_variables, tr.num_outputs("direct"), tr.num_stages)
-  logits_fn = functools.partial(apply, params)
-  log_q_fn = jax.jit(lambda p, x, s, starts: likelihood.upscale_log_likelihood(
-      functools.partial(apply, p), x, s, starts, tr, parametrisation="direct")[0])
-  kwargs = dict(parametrisation="direct")
-  for num_calls in num_calls_list:
-    starts = evenly_spaced_plan(num_variables, num_calls)
-    minus_log2_q = -np.asarray(log_q_fn(params, jnp.asarray(xs), jnp.asarray(sigma), jnp.asarray(starts)),
-                               np.float64) / math.log(2)
-    coder.encode_upscale(logits_fn, xs[0], sigma, starts, tr, **kwargs)  # warm-up
-    bits, encode_times, decode_times = [], [], []
-    for x in xs:
-      message, encode_time = timed(lambda: coder.encode_upscale(logits_fn, x, sigma, starts, tr, **kwargs))
-      decoded, decode_time = timed(lambda: coder.decode_upscale(logits_fn, message, sigma, starts, x.shape, tr,
-                                                                **kwargs))
-      if not np.array_equal(decoded, x):
-        raise AssertionError("upscale round trip failed")
-      bits.append(coder.compressed_bits(message))
-      encode_times.append(encode_time)
-      decode_times.append(decode_time)
-    report("upscale", tr.num_stages * len(starts), np.array(bits), minus_log2_q, encode_times, decode_times,
+    report(name, process.num_stages * len(starts), np.array(bits), minus_log2_q, encode_times, decode_times,
            num_variables)
 
 
@@ -124,8 +101,8 @@ def main():
   print(f'{"":>8} {"":>5} | {"":>9} {"":>9} | {"mean":>7} {"min":>6} {"max":>6} | {"ms/point":>9} {"ms/point":>9}')
   print("-" * len(header))
   budgets = (args.seq_len, 16, 4, 1)
-  run_oa(xs, sigma, budgets)
-  run_upscale(xs, sigma, budgets)
+  run("OA", plan_walk.oa_process(NUM_CLASSES, NUM_CLASSES), xs, sigma, budgets)
+  run("upscale", plan_walk.upscale_process(upscale.text8_transitions(), "direct"), xs, sigma, budgets)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.seed = 0  # Seed of parameter init and of the training/eval rngs.
 
   c.data = ml_collections.ConfigDict()  # Fields per source: see image_data / text_data below.
-  c.data.name = ""  # 'cifar10' | 'text8' | 'embedded_text' | 'embedded_images'.
+  c.data.name = ""  # 'cifar10' | 'text8' | 'embedded_text' | 'embedded_bytes' | 'embedded_images'.
   c.data.seed = 0  # Seed of the data order, crops and augmentation.
 
   c.model = ml_collections.ConfigDict()
@@ -102,7 +102,7 @@ def image_data(name: str) -> ml_collections.ConfigDict:
 
 
 def text_data(name: str) -> ml_collections.ConfigDict:
-  """Data section of a text source ('text8' or 'embedded_text')."""
+  """Data section of a text source ('text8', 'embedded_text' or 'embedded_bytes')."""
   d = ml_collections.ConfigDict()
   d.name = name
   d.seed = 0  # Seed of the data order and crops.

@@ -2,6 +2,10 @@ r"""Quickstart on embedded data (no download): a small OA-ARDM on cleaned Python
 
   python main.py --config=configs/quickstart.py --workdir=/tmp/ardm_quickstart
   python main.py --config=configs/quickstart.py:images --workdir=/tmp/ardm_quickstart_img
+  python main.py --config=configs/quickstart.py:bytes --workdir=/tmp/ardm_quickstart_bytes
+
+`bytes` models the same documentation as raw bytes (K = 256, uncleaned), so it can code any file
+(python -m ardm_jax.compress).
 
 Expected (2-core CPU, a few minutes): held-out bpc far below the uniform log2(27) = 4.75.
 """
@@ -10,7 +14,7 @@ from configs import text8
 
 
 def get_config(arg=None):
-  variant = common.parse_arg(arg, allowed=("", "images"))
+  variant = common.parse_arg(arg, allowed=("", "images", "bytes"))
   if variant == "images":
     c = common.base_config()
     c.data = common.image_data("embedded_images")
@@ -28,8 +32,10 @@ def get_config(arg=None):
     c.optimizer.grad_clip_norm = 100.0
   else:
     c = text8.get_config("local")
-    c.data = common.text_data("embedded_text")
+    c.data = common.text_data("embedded_bytes" if variant == "bytes" else "embedded_text")
     c.data.seq_len = 32
+    if variant == "bytes":
+      c.objective.absorbing_value = 256  # Token id K: the extra absorbing token.
     c.model.num_layers = 2
     c.model.width = 128
     c.model.num_heads = 4

@@ -12,6 +12,7 @@ import pytest
 
 from ardm_jax import coder
 from ardm_jax import likelihood
+from ardm_jax import plan_walk
 from ardm_jax import upscale
 from tests import exact_model
 
@@ -25,11 +26,23 @@ def _overhead_bound(num_variables, num_classes, eps=coder.EPS):
   return 32 + 64 + num_variables * per_symbol + 1e-3
 
 
-def _minus_log2_q(logits_fn, xs, sigma, starts, absorbing_value):
-  """[N] -log2 q(x) of the plan's model, batched over xs [N, *event]."""
-  log_q = likelihood.oa_log_likelihood(logits_fn, jnp.asarray(xs), jnp.asarray(sigma), jnp.asarray(starts),
-                                       absorbing_value=absorbing_value)[0]
+def _minus_log2_q(logits_fn, xs, sigma, starts, num_classes):
+  """[N] -log2 q(x) of the plan's OA model (absorbing value K), batched over xs [N, *event]."""
+  log_q = likelihood.log_likelihood(logits_fn, jnp.asarray(xs), jnp.asarray(sigma), jnp.asarray(starts),
+                                    plan_walk.oa_process(num_classes, num_classes))[0]
   return -np.asarray(log_q, np.float64) / math.log(2)
+
+
+def _encode(logits_fn, x, sigma, starts, num_classes, **kwargs):
+  """The message of one data point x [*event] of an OA model with absorbing value K."""
+  process = plan_walk.oa_process(num_classes, num_classes)
+  return coder.encode(logits_fn, np.asarray(x)[None], sigma, starts, process, batch_size=1, **kwargs)[0]
+
+
+def _decode(logits_fn, message, sigma, starts, event_shape, num_classes, **kwargs):
+  process = plan_walk.oa_process(num_classes, num_classes)
+  return coder.decode(logits_fn, [message], sigma, starts, process, (1,) + tuple(event_shape), batch_size=1,
+                      **kwargs)[0]
 
 
 def _low_rank_logits_fn(seed, event_shape, num_classes, rank=8):
@@ -101,9 +114,9 @@ def test_exact_model_round_trips_every_sequence_near_its_code_length(order):
   for starts in PLANS:
     minus_log2_q = _minus_log2_q(logits_fn, xs, order, starts, K)
     for x, cost in zip(xs, minus_log2_q):
-      message = coder.encode(logits_fn, x, order, starts, absorbing_value=K)
+      message = _encode(logits_fn, x, order, starts, K)
       assert message.dtype == np.uint32
-      np.testing.assert_array_equal(coder.decode(logits_fn, message, order, starts, (D,), absorbing_value=K), x)
+      np.testing.assert_array_equal(_decode(logits_fn, message, order, starts, (D,), K), x)
       assert coder.compressed_bits(message) <= cost + _overhead_bound(D, K)
 
 
@@ -112,12 +125,12 @@ def test_mean_code_length_over_the_exact_distribution_is_its_entropy_plus_the_ov
   logits_fn = jax.jit(exact_model.oa_logits_fn(joint, K))
   entropy_bits = -np.sum(joint * np.log2(joint))
   xs = exact_model.all_sequences(D, K)
-  bits = np.array([coder.compressed_bits(coder.encode(logits_fn, x, [1, 3, 0, 2], np.arange(D), absorbing_value=K))
+  bits = np.array([coder.compressed_bits(_encode(logits_fn, x, [1, 3, 0, 2], np.arange(D), K))
                    for x in xs])
   mean_bits = np.sum(joint * bits)
   assert entropy_bits <= mean_bits <= entropy_bits + _overhead_bound(D, K)
   # A parallel plan loses the correlations: its mean cost exceeds the sequential one by E_P[log p / q] > 0.
-  parallel = np.array([coder.compressed_bits(coder.encode(logits_fn, x, [1, 3, 0, 2], [0], absorbing_value=K))
+  parallel = np.array([coder.compressed_bits(_encode(logits_fn, x, [1, 3, 0, 2], [0], K))
                        for x in xs])
   product_bits = -np.sum(joint * np.log2(exact_model.product_of_marginals(joint, D, K)))
   assert product_bits > entropy_bits + 0.3
@@ -134,8 +147,8 @@ def test_random_network_round_trips_with_multi_axis_events():
   for starts in (np.arange(num_variables), [0, 2, 5], [0]):
     costs = _minus_log2_q(logits_fn, xs, sigmas, starts, num_classes)  # each x with its own order
     for x, sigma, cost in zip(xs, sigmas, costs):
-      message = coder.encode(logits_fn, x, sigma, starts, absorbing_value=num_classes)
-      decoded = coder.decode(logits_fn, message, sigma, starts, event_shape, absorbing_value=num_classes)
+      message = _encode(logits_fn, x, sigma, starts, num_classes)
+      decoded = _decode(logits_fn, message, sigma, starts, event_shape, num_classes)
       np.testing.assert_array_equal(decoded, x)
       assert coder.compressed_bits(message) <= cost + _overhead_bound(num_variables, num_classes)
 
@@ -146,9 +159,8 @@ def test_long_data_round_trips_with_a_small_overhead_per_dimension():
   rs = np.random.RandomState(2)
   x, sigma = rs.randint(0, num_classes, num_variables), rs.permutation(num_variables)
   starts = np.arange(0, num_variables, 32)  # 16 calls
-  message = coder.encode(logits_fn, x, sigma, starts, absorbing_value=num_classes)
-  np.testing.assert_array_equal(
-      coder.decode(logits_fn, message, sigma, starts, (num_variables,), absorbing_value=num_classes), x)
+  message = _encode(logits_fn, x, sigma, starts, num_classes)
+  np.testing.assert_array_equal(_decode(logits_fn, message, sigma, starts, (num_variables,), num_classes), x)
   cost = _minus_log2_q(logits_fn, x[None], sigma, starts, num_classes)[0]
   assert cost > 1000
   # At most (96 + 512 * 4.6e-4) / 512 = 0.19 bits per dimension above -log2 q(x) / D.
@@ -160,11 +172,11 @@ def test_one_network_call_per_planned_step():
   logits_fn, seen = exact_model.count_calls(exact_model.oa_logits_fn(joint, K))
   logits_fn = jax.jit(logits_fn)
   x, starts = np.array([2, 0, 1, 1]), [0, 1, 3]
-  message = coder.encode(logits_fn, x, [3, 1, 0, 2], starts, absorbing_value=K)
+  message = _encode(logits_fn, x, [3, 1, 0, 2], starts, K)
   jax.effects_barrier()
   assert [int(t[0]) for t in seen] == starts
   seen.clear()
-  coder.decode(logits_fn, message, [3, 1, 0, 2], starts, (D,), absorbing_value=K)
+  _decode(logits_fn, message, [3, 1, 0, 2], starts, (D,), K)
   jax.effects_barrier()
   assert [int(t[0]) for t in seen] == starts
 
@@ -173,8 +185,8 @@ def test_corrupted_truncated_or_mismatched_messages_raise():
   joint = exact_model.random_joint(0, D, K)
   logits_fn = jax.jit(exact_model.oa_logits_fn(joint, K))
   order, starts = [2, 0, 3, 1], [0, 2]
-  message = coder.encode(logits_fn, np.array([1, 2, 0, 2]), order, starts, absorbing_value=K)
-  decode = lambda m, order=order, starts=starts: coder.decode(logits_fn, m, order, starts, (D,), absorbing_value=K)
+  message = _encode(logits_fn, np.array([1, 2, 0, 2]), order, starts, K)
+  decode = lambda m, order=order, starts=starts: _decode(logits_fn, m, order, starts, (D,), K)
   for bit in range(0, 32 * message.size, 7):
     flipped = message.copy()
     flipped[bit // 32] ^= np.uint32(1 << (bit % 32))
@@ -191,7 +203,8 @@ def test_corrupted_truncated_or_mismatched_messages_raise():
   with pytest.raises(ValueError, match="uint32"):
     decode(message.astype(np.int64))
   # A message whose checksum is right but whose ANS words hold an extra word is still caught at the end.
-  settings = coder._oa_settings((D,), np.array(order), np.array(starts), K, coder.EPS)
+  settings = coder._settings_crc(plan_walk.oa_process(K, K), (D,), np.array([order]), np.array([starts]),
+                                 np.zeros((1, D), bool), coder.EPS)
   padded = coder._with_header(np.concatenate([[np.uint32(12345)], message[1:]]), settings)
   with pytest.raises(ValueError, match="does not end"):
     decode(padded)
@@ -200,9 +213,9 @@ def test_corrupted_truncated_or_mismatched_messages_raise():
 def test_encode_rejects_out_of_range_data_and_bad_orders():
   logits_fn = jax.jit(exact_model.oa_logits_fn(exact_model.random_joint(0, D, K), K))
   with pytest.raises(ValueError, match="values in 0..2"):
-    coder.encode(logits_fn, np.array([0, 3, 1, 1]), np.arange(D), [0], absorbing_value=K)
+    _encode(logits_fn, np.array([0, 3, 1, 1]), np.arange(D), [0], K)
   with pytest.raises(ValueError, match="permutation"):
-    coder.encode(logits_fn, np.array([0, 1, 1, 1]), [0, 1, 1, 2], [0], absorbing_value=K)
+    _encode(logits_fn, np.array([0, 1, 1, 1]), [0, 1, 1, 2], [0], K)
 
 
 @pytest.mark.parametrize("parametrisation", ["direct", "data"])
@@ -214,18 +227,19 @@ def test_upscale_round_trips_near_its_code_length(parametrisation):
   xs = exact_model.all_sequences(D, K)
   sigma = np.array([[1, 2, 3, 0], [3, 0, 1, 2]])
   for starts in ([0, 1, 2, 3], [[0, 2], [0, 1]]):
-    log_q = likelihood.upscale_log_likelihood(logits_fn, jnp.asarray(xs), jnp.asarray(sigma)[:, None],
-                                              jnp.asarray(starts), tr, parametrisation=parametrisation)[0]
+    process = plan_walk.upscale_process(tr, parametrisation)
+    log_q = likelihood.log_likelihood(logits_fn, jnp.asarray(xs), jnp.asarray(sigma)[:, None],
+                                      jnp.asarray(starts), process)[0]
     minus_log2_q = -np.asarray(log_q, np.float64) / math.log(2)
     for x, cost in zip(xs[::4], minus_log2_q[::4]):
-      message = coder.encode_upscale(logits_fn, x, sigma, starts, tr, parametrisation=parametrisation)
+      message = coder.encode(logits_fn, x[None], sigma, starts, process, batch_size=1)[0]
       jax.effects_barrier()
       seen.clear()
-      decoded = coder.decode_upscale(logits_fn, message, sigma, starts, (D,), tr, parametrisation=parametrisation)
+      decoded = coder.decode(logits_fn, [message], sigma, starts, process, (1, D), batch_size=1)[0]
       jax.effects_barrier()
       np.testing.assert_array_equal(decoded, x)
       assert coder.compressed_bits(message) <= cost + _overhead_bound(tr.num_stages * D, tr.max_branching)
       plan = np.broadcast_to(starts, (tr.num_stages, np.shape(starts)[-1]))
       assert [int(t[0]) for t in seen] == [s * D + start for s in range(tr.num_stages) for start in plan[s]]
   with pytest.raises(ValueError, match="checksum mismatch"):  # an upscale message is no OA message
-    coder.decode(logits_fn, message, sigma[0], [0, 1], (D,), absorbing_value=K)
+    _decode(logits_fn, message, sigma[0], [0, 1], (D,), K)

@@ -204,6 +204,18 @@ def test_embedded_text_is_clean_and_split_90_10():
   assert data.decode(ds.train_examples) == chars[:ds.num_train_examples * 1000]
 
 
+def test_embedded_bytes_are_the_raw_docs_with_256_classes():
+  raw = text.embedded_bytes()
+  docs = raw.tobytes().decode("utf-8")
+  assert "Assert statements" in docs and "\n" in docs and any(c.isdigit() for c in docs)
+  ds = data.make_dataset({"name": "embedded_bytes", "seq_len": 48})
+  train_len = len(raw) * 9 // 10
+  assert ds.num_classes == 256 and ds.event_shape == (48,)
+  assert ds.eval_examples.tobytes() == raw[train_len:train_len + ds.num_eval_examples * 48].tobytes()
+  assert raw.max() > 127  # non-ASCII UTF-8 bytes occur: no cleaning
+  assert ds.train_batch(0, 4).dtype == np.int32 and ds.train_batch(0, 4).shape == (4, 48)
+
+
 # ---------------------------------------------------------------------------------------- embedded_images
 
 

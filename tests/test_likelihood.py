@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ardm_jax import likelihood
+from ardm_jax import plan_walk
 from ardm_jax import upscale
 from tests import exact_model
 
@@ -17,7 +18,7 @@ ALL_PLANS = [np.array((0,) + rest) for n in range(D) for rest in itertools.combi
 
 @functools.partial(jax.jit, static_argnums=0)  # compiled once per network and number of calls
 def _oa_log_likelihood(logits_fn, xs, sigma, starts):
-  return likelihood.oa_log_likelihood(logits_fn, xs, sigma, starts, absorbing_value=K)[0]
+  return likelihood.log_likelihood(logits_fn, xs, sigma, starts, plan_walk.oa_process(K, K))[0]
 
 
 def _oa_log_q(logits_fn, sigma, starts):
@@ -41,17 +42,17 @@ def test_exactly_one_network_call_per_planned_step():
   joint = exact_model.random_joint(0, D, K)
   logits_fn, seen = exact_model.count_calls(exact_model.oa_logits_fn(joint, K))
   x = jnp.asarray(exact_model.all_sequences(D, K)[:5])
-  fn = jax.jit(lambda p: likelihood.oa_log_likelihood(logits_fn, x, jnp.arange(D), p, absorbing_value=K))
+  fn = jax.jit(lambda p: likelihood.log_likelihood(logits_fn, x, jnp.arange(D), p, plan_walk.oa_process(K, K)))
   log_px, per_call = fn(jnp.array([0, 1, 3]))
   jax.effects_barrier()
   assert [int(t[0]) for t in seen] == [0, 1, 3] and all(len(set(t)) == 1 for t in seen)
-  assert per_call.shape == (5, 3)
-  np.testing.assert_allclose(per_call.sum(1), log_px)
+  assert per_call.shape == (5, 1, 3)
+  np.testing.assert_allclose(per_call.sum((1, 2)), log_px)
 
   tr = upscale.digit_transitions(K, 2)
   logits_fn, seen = exact_model.count_calls(exact_model.staged_logits_fn(joint, tr, "data"))
-  jax.jit(lambda p: likelihood.upscale_log_likelihood(logits_fn, x, jnp.arange(D), p, tr,
-                                                      parametrisation="data"))(jnp.array([0, 2]))
+  jax.jit(lambda p: likelihood.log_likelihood(logits_fn, x, jnp.arange(D), p,
+                                              plan_walk.upscale_process(tr, "data")))(jnp.array([0, 2]))
   jax.effects_barrier()
   assert [int(t[0]) for t in seen] == [0, 2, D + 0, D + 2]  # global steps stage * D + start
 
@@ -61,7 +62,7 @@ def test_invalid_plans_are_rejected():
   logits_fn = lambda x_in, known, t: jnp.zeros(x_in.shape + (K,))
   for starts in ([1, 2], [0, 2, 2], [0, 4], []):
     with pytest.raises(ValueError, match="starts must begin at 0"):
-      likelihood.oa_log_likelihood(logits_fn, x, jnp.arange(D), starts, absorbing_value=K)
+      likelihood.log_likelihood(logits_fn, x, jnp.arange(D), starts, plan_walk.oa_process(K, K))
 
 
 def test_plans_agree_for_a_context_free_network():
@@ -102,8 +103,8 @@ def test_upscale_likelihood_is_exact_with_budget_d_and_normalised_in_parallel(pa
   joint = exact_model.random_joint(4, D, K)
   logits_fn = exact_model.staged_logits_fn(joint, tr, parametrisation)
   xs = jnp.asarray(exact_model.all_sequences(D, K))
-  fn = jax.jit(lambda s, p: likelihood.upscale_log_likelihood(logits_fn, xs, s, p, tr,
-                                                              parametrisation=parametrisation)[0])
+  process = plan_walk.upscale_process(tr, parametrisation)
+  fn = jax.jit(lambda s, p: likelihood.log_likelihood(logits_fn, xs, s, p, process)[0])
   shared = jnp.broadcast_to(jnp.array([2, 0, 3, 1]), (2, len(xs), D))  # one order for both stages
   per_stage = jnp.broadcast_to(jnp.array([[1, 2, 3, 0], [3, 0, 1, 2]])[:, None], (2, len(xs), D))
   for sigma in (shared, per_stage):

@@ -10,6 +10,7 @@ import numpy as np
 from scipy import stats
 
 from ardm_jax import likelihood
+from ardm_jax import plan_walk
 from ardm_jax import sampler
 from ardm_jax import upscale
 from tests import exact_model
@@ -32,7 +33,7 @@ def _assert_follows(samples, probs, num_variables=D, num_classes=K):
 
 
 def _sample_oa(logits_fn, starts, seed):
-  fn = jax.jit(lambda key, p: sampler.sample_oa(logits_fn, key, p, (N, D), absorbing_value=K))
+  fn = jax.jit(lambda key, p: sampler.sample(logits_fn, key, p, (N, D), plan_walk.oa_process(K, K)))
   return fn(jax.random.key(seed), jnp.asarray(starts, jnp.int32))
 
 
@@ -56,7 +57,8 @@ def test_parallel_plan_samples_the_order_mixture_of_its_likelihood():
   joint = exact_model.random_joint(0, D, K)
   logits_fn = exact_model.oa_logits_fn(joint, K)
   xs = jnp.asarray(exact_model.all_sequences(D, K))
-  log_q = jax.jit(lambda order: likelihood.oa_log_likelihood(logits_fn, xs, order, [0, 2], absorbing_value=K)[0])
+  log_q = jax.jit(lambda order: likelihood.log_likelihood(logits_fn, xs, order, [0, 2],
+                                                          plan_walk.oa_process(K, K))[0])
   q = np.mean([np.exp(np.asarray(log_q(jnp.asarray(order)), np.float64))
                for order in itertools.permutations(range(D))], axis=0)
   counted_fn, seen = exact_model.count_calls(logits_fn)
@@ -70,8 +72,8 @@ def test_upscale_sampler_calls_the_network_once_per_planned_step_of_each_stage()
   tr = upscale.digit_transitions(K, 2)
   staged_fn, seen = exact_model.count_calls(exact_model.staged_logits_fn(exact_model.random_joint(0, D, K), tr,
                                                                          "data"))
-  jax.jit(lambda key: sampler.sample_upscale(staged_fn, key, [[0, 1], [0, 2]], (4, D), tr,
-                                             parametrisation="data"))(jax.random.key(0))
+  jax.jit(lambda key: sampler.sample(staged_fn, key, [[0, 1], [0, 2]], (4, D),
+                                     plan_walk.upscale_process(tr, "data")))(jax.random.key(0))
   jax.effects_barrier()
   assert [int(t[0]) for t in seen] == [0, 1, D + 0, D + 2]  # global steps stage * D + start
 
@@ -81,8 +83,9 @@ def test_upscale_sequential_sampling_matches_the_joint():
   joint = exact_model.random_joint(5, D, K)
   for seed, parametrisation in enumerate(("direct", "data")):
     logits_fn = exact_model.staged_logits_fn(joint, tr, parametrisation)
-    samples = jax.jit(lambda key: sampler.sample_upscale(logits_fn, key, np.arange(D), (N, D), tr,
-                                                         parametrisation=parametrisation))(jax.random.key(seed))
+    process = plan_walk.upscale_process(tr, parametrisation)
+    samples = jax.jit(lambda key: sampler.sample(logits_fn, key, np.arange(D), (N, D), process))(
+        jax.random.key(seed))
     _assert_follows(samples, joint)
 
 
@@ -92,6 +95,6 @@ def test_text8_upscale_sampling_matches_the_letter_distribution():
   probs = exact_model.random_joint(6, 1, 27, scale=0.5)
   for seed, parametrisation in enumerate(("direct", "data")):
     logits_fn = exact_model.staged_logits_fn(probs, tr, parametrisation)
-    samples = jax.jit(lambda key: sampler.sample_upscale(logits_fn, key, [0], (N, 1), tr,
-                                                         parametrisation=parametrisation))(jax.random.key(seed))
+    process = plan_walk.upscale_process(tr, parametrisation)
+    samples = jax.jit(lambda key: sampler.sample(logits_fn, key, [0], (N, 1), process))(jax.random.key(seed))
     _assert_follows(samples, probs, num_variables=1, num_classes=27)

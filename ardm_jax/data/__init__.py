@@ -6,7 +6,7 @@ batch at a step is a pure function of (data.seed, step), so the train step is th
 The data section's keys per source, their defaults and their allowed values are those of configs/common.py
 (`image_data`, `text_data`) and ardm_jax/config_schema.py, which validates them before a run; this module
 takes the values as they are and checks only what needs the files (a readable zip, enough text or patches).
-  name: 'cifar10' | 'text8' | 'embedded_text' | 'embedded_images'.
+  name: 'cifar10' | 'text8' | 'embedded_text' | 'embedded_bytes' (raw bytes, K=256) | 'embedded_images'.
   seed: seeds the epoch permutations and the per-row crops/augmentations (every source).
   seq_len, eval_split: text sources; path: text8 only (local, ~/... or gs://).
   tfds_data_dir, download: cifar10; augment: image sources; image_size, downscale: embedded_images.
@@ -33,6 +33,9 @@ def make_dataset(data: Mapping[str, Any]) -> Dataset:
     FileNotFoundError: text8 zip missing, or cifar10 not prepared with download=False.
   """
   name, seed = data["name"], data["seed"]
+  if name == "embedded_bytes":
+    return text.text_dataset(name, text.embedded_text_splits(text.embedded_bytes()), seq_len=data["seq_len"],
+                             eval_split=data["eval_split"], seed=seed, num_classes=256)
   if name in ("text8", "embedded_text"):
     if name == "text8":
       splits = text.text8_splits(text.read_text8(data["path"]))

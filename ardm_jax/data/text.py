@@ -1,7 +1,8 @@
-"""Character-level text sources: text8 and the built-in `embedded_text` (no download).
+"""Character-level text sources: text8 and the built-in `embedded_text` and `embedded_bytes` (no download).
 
-Both are a stream of ids over the 27-character alphabet (0 = space, 1..26 = a..z) and differ only in where the
-characters come from. Training examples are the train split cut into aligned 1000-character chunks (the
+text8 and embedded_text are a stream of ids over the 27-character alphabet (0 = space, 1..26 = a..z) and differ
+only in where the characters come from; embedded_bytes is the same documentation as raw UTF-8 bytes (K = 256:
+case, punctuation, digits and newlines kept), for a model that codes any file. Training examples are the train split cut into aligned 1000-character chunks (the
 trailing partial chunk is dropped), and each training row is a uniformly random `seq_len` crop of one chunk,
 as in the paper (random 250-crops of 1000-char chunks). Evaluation uses consecutive non-overlapping `seq_len`
 chunks of the eval split (a trailing partial chunk is dropped).
@@ -99,6 +100,12 @@ def embedded_text_ids() -> np.ndarray:
   return encode(text)
 
 
+def embedded_bytes() -> np.ndarray:
+  """Python's own documentation (`pydoc_data.topics`) as raw UTF-8 bytes, uncleaned: uint8 [n]."""
+  from pydoc_data.topics import topics  # pylint: disable=import-outside-toplevel
+  return np.frombuffer("\n".join(topics[key] for key in sorted(topics)).encode("utf-8"), np.uint8)
+
+
 def text8_splits(ids: np.ndarray) -> dict[str, np.ndarray]:
   """90% / 5% / 5% train / valid / test of ids [n]."""
   n = len(ids)
@@ -123,9 +130,9 @@ def random_crops(seq_len: int) -> dataset.RowTransform:
   return crop
 
 
-def text_dataset(name: str, splits: dict[str, np.ndarray], *, seq_len: int, eval_split: str,
-                 seed: int) -> dataset.Dataset:
-  """Builds the step-indexed dataset from character splits (ids uint8 [n_split] each)."""
+def text_dataset(name: str, splits: dict[str, np.ndarray], *, seq_len: int, eval_split: str, seed: int,
+                 num_classes: int = NUM_CLASSES) -> dataset.Dataset:
+  """Builds the step-indexed dataset from character splits (ids uint8 [n_split] each, in 0..num_classes-1)."""
   if eval_split not in splits or eval_split == "train":
     raise ValueError(f"data.eval_split={eval_split!r} is not a split of {name}; choose from "
                      f"{sorted(set(splits) - {'train'})}")
@@ -138,7 +145,7 @@ def text_dataset(name: str, splits: dict[str, np.ndarray], *, seq_len: int, eval
   return dataset.Dataset(
       name=name,
       event_shape=(seq_len,),
-      num_classes=NUM_CLASSES,
+      num_classes=num_classes,
       train_examples=train[:num_chunks * TRAIN_CHUNK_LEN].reshape(num_chunks, TRAIN_CHUNK_LEN),
       eval_examples=held_out[:num_eval * seq_len].reshape(num_eval, seq_len),
       seed=seed,

@@ -1,0 +1,140 @@
+"""One walk over a plan, shared by sampling, the fixed-order likelihood and the coder (PAPER.md sections 3-4).
+
+An ARDM generates its variables in S stages; stage s refines every variable's stage-s value to its
+stage-(s+1) value, one planned call at a time. A plan gives per stage the starts [n] of its calls: call i of
+stage s sees the variables with sigma < starts[i] at their stage-(s+1) value and the others at their stage-s
+value, and refines every variable with starts[i] <= sigma < starts[i+1] at once. The network gets the global
+step s * D + starts[i].
+
+The OA-ARDM (arXiv 2110.02037, section 3) is the one-stage case: its single stage refines "nothing known" to
+the K classes, its "direct" outputs are the K classes themselves (every class a child of the constant stage-0
+value), and the network is shown the absorbing value for a variable that is not known yet. Upscale ARDMs
+(section 4.1) are the S-stage case with upscale.Transitions. Every refinement is a choice among a variable's
+children (upscale.Transitions.valid_children), so the four walks share one step: the network input from the
+current values, one network call, and the log-probabilities over the children of every variable.
+"""
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ardm_jax import objective
+from ardm_jax import orders
+from ardm_jax import upscale
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Process:
+  """The staged process an ARDM generates by.
+
+  Attributes:
+    transitions: the stages (state_values [S+1, K], children per value).
+    parametrisation: "direct" (the network outputs one logit per child) or "data" (one per fine class).
+    input_values: int32 [S+1, K], [s, v]: what the network is shown for a variable whose stage-s value is v
+      (the stage-s values themselves, except the OA absorbing value at stage 0).
+  """
+  transitions: upscale.Transitions
+  parametrisation: str
+  input_values: np.ndarray
+
+  @property
+  def num_stages(self) -> int:
+    return self.transitions.num_stages
+
+  @property
+  def num_classes(self) -> int:
+    return self.transitions.num_classes
+
+  @functools.cached_property
+  def description(self) -> str:
+    """What a decoder must share with the encoder about the process (for settings checksums)."""
+    return f"{self.parametrisation}:{self.input_values.tolist()}:{self.transitions.state_values.tolist()}"
+
+  # Equal processes are one static jit argument: jitted walks compile once per process, not per instance.
+  def __eq__(self, other):
+    return isinstance(other, Process) and self.description == other.description
+
+  def __hash__(self):
+    return hash(self.description)
+
+
+def oa_process(num_classes: int, absorbing_value: int) -> Process:
+  """The OA-ARDM as a one-stage process: K children of 'nothing known', shown as absorbing_value."""
+  transitions = upscale.digit_transitions(num_classes, num_classes)
+  input_values = transitions.state_values.copy()
+  input_values[0] = absorbing_value
+  return Process(transitions, "direct", input_values)
+
+
+def upscale_process(transitions: upscale.Transitions, parametrisation: str) -> Process:
+  """An upscale ARDM: the network is shown every variable's current stage value."""
+  return Process(transitions, parametrisation, transitions.state_values.copy())
+
+
+def plan_steps(starts, num_variables: int, num_stages: int):
+  """(starts, ends) int32 [S, n]: the calls of every stage (the same plan for every stage if starts is [n])."""
+  starts, ends = orders.plan_bounds(starts, num_variables)
+  if starts.ndim > 2:
+    raise ValueError(f"a plan is starts [n] or [S, n], got shape {starts.shape}.")
+  shape = (num_stages, starts.shape[-1])
+  if starts.ndim == 2 and starts.shape[0] != num_stages:
+    raise ValueError(f"a plan per stage needs {num_stages} rows of starts, got shape {starts.shape}.")
+  return jnp.broadcast_to(starts, shape), jnp.broadcast_to(ends, shape)
+
+
+def stage_values(process: Process, x, stage):
+  """int32 [B, *event]: the stage-s values of the classes x [B, *event]; stage an int or [B]."""
+  return upscale.stage_values(process.transitions, x, stage)
+
+
+def network_input(process: Process, values, coarse, known, stage):
+  """[B, *event]: what the network sees: known variables at their refined values, the others as coarse.
+
+  values: the refined (stage-(s+1)) values where known, anything elsewhere; coarse: the stage-s values.
+  """
+  shown_coarse = jnp.asarray(process.input_values)[orders.per_example(stage, coarse.ndim), coarse]
+  return jnp.where(known, values, shown_coarse)
+
+
+def children_log_probs(process: Process, logits, coarse, stage):
+  """[B, *event, C]: log-probabilities over the children of every variable's stage-s value (-inf: none).
+
+  logits: [B, *event, network outputs]; coarse: int32 [B, *event] stage-s values; stage an int or [B].
+  """
+  tr = process.transitions
+  log_probs = upscale.next_state_log_probs(tr, logits, coarse, stage, process.parametrisation)
+  if process.parametrisation == "data":  # a child's probability is the total of its fine classes
+    child_of_class = jnp.asarray(tr.child_index)[orders.per_example(stage, coarse.ndim)]  # [B, 1.., K]
+    to_child = child_of_class[..., None] == jnp.arange(tr.max_branching)                   # [B, 1.., K, C]
+    log_probs = jax.nn.logsumexp(jnp.where(to_child, log_probs[..., None], -jnp.inf), axis=-2)
+  return log_probs
+
+
+def child_number(process: Process, x, stage):
+  """int32 [B, *event]: the child number of each class's stage-(s+1) value among its stage-s value's."""
+  return jnp.asarray(process.transitions.child_index)[orders.per_example(stage, x.ndim), x]
+
+
+def refine(process: Process, coarse, child, stage):
+  """int32 [B, *event]: the stage-(s+1) values of the children `child` of the stage-s values coarse."""
+  return jnp.asarray(process.transitions.child_state)[orders.per_example(stage, coarse.ndim), coarse, child]
+
+
+def call_log_probs(process: Process, logits_fn: objective.LogitsFn, values, coarse, known, stage, start):
+  """One planned call: log-probabilities [B, *event, C] over every variable's children.
+
+  Args:
+    process: the staged process.
+    logits_fn: network, (x_in, known, stage * D + t) -> logits [B, *event, outputs].
+    values: int32 [B, *event], refined values where known.
+    coarse: int32 [B, *event], stage-s values.
+    known: bool [B, *event].
+    stage: s, an int or traced scalar.
+    start: the call's first step t (scalar).
+  """
+  batch_size, num_variables = coarse.shape[0], coarse[0].size
+  logits = logits_fn(network_input(process, values, coarse, known, stage), known,
+                     jnp.full((batch_size,), stage * num_variables + start, jnp.int32))
+  return children_log_probs(process, logits, coarse, stage)

@@ -1,0 +1,169 @@
+"""Lossless compression with codec bundles: coded size against the model's -log2 q and classic codecs; speed.
+
+For every budget (20, 100 and D, as far as the bundle has them) it codes held-out data points of the bundle's
+dataset as one file (all rows chained into one ANS stream, container as written by `python -m
+ardm_jax.compress encode`) and reports the payload's bits per dimension next to the model's -log2 q(x) / D under
+the same order and plan (likelihood.py), then the same points, one data point at a time and all at once,
+with classic codecs: zlib-9, bz2-9, lzma-9e, zstd-19 and brotli-11 for text; PNG (optimised), WebP lossless and
+JPEG-XL lossless (imagecodecs) for images. Speed: data points per second, encode and decode, with every row in
+its own network call (batch 1) and with all rows sharing each call (batched), and the share of the time spent
+in network calls.
+
+Usage: python benchmarks/file_compression.py --text_model=MODEL [--image_model=MODEL] [--num_rows=64]
+(make the bundles with `python -m ardm_jax.compress export`).
+"""
+import argparse
+import bz2
+import io
+import lzma
+import math
+import pathlib
+import sys
+import time
+import zlib
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a checkout, no install
+# pylint: disable=wrong-import-position
+import imagecodecs
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ardm_jax import codec
+from ardm_jax import coder
+from ardm_jax import data as data_lib
+from ardm_jax import likelihood
+
+
+class TimedNetwork:
+  """The bundle's network, timing every call (to the end of its computation)."""
+
+  def __init__(self, logits_fn):
+    self.logits_fn, self.seconds = logits_fn, 0.0
+
+  def __call__(self, x_in, known, t):
+    start = time.perf_counter()
+    logits = jax.block_until_ready(self.logits_fn(x_in, known, t))
+    self.seconds += time.perf_counter() - start
+    return logits
+
+
+def held_out_rows(bundle, num_rows):
+  dataset = data_lib.make_dataset(bundle.config.data)
+  return np.asarray(dataset.eval_examples[:num_rows], np.int32)
+
+
+def model_bits(bundle, rows, starts):
+  log_q = jax.jit(lambda x: likelihood.log_likelihood(bundle.logits_fn, x, jnp.asarray(bundle.order)[:, None],
+                                                      jnp.asarray(starts), bundle.process)[0])(rows)
+  return float(-np.sum(np.asarray(log_q, np.float64)) / math.log(2))
+
+
+def speed(bundle, rows, starts, batch_size):
+  """(encode points/s, decode points/s, network share of the time) with batch_size rows per call."""
+  network = TimedNetwork(bundle.logits_fn)
+  args = (bundle.order, starts, bundle.process)
+  coder.encode(network, rows[:1], *args, batch_size=batch_size)  # compile
+  network.seconds = 0.0
+  start = time.perf_counter()
+  messages = coder.encode(network, rows, *args, batch_size=batch_size)
+  encode_s = time.perf_counter() - start
+  start = time.perf_counter()
+  decoded = coder.decode(network, messages, *args, rows.shape, batch_size=batch_size)
+  decode_s = time.perf_counter() - start
+  if not np.array_equal(decoded, rows):
+    raise AssertionError("round trip failed")
+  return len(rows) / encode_s, len(rows) / decode_s, network.seconds / (encode_s + decode_s)
+
+
+def budgets_of(bundle):
+  num_variables = math.prod(bundle.event_shape)
+  return [b for b in (20, 100, num_variables) if b in bundle.budgets]
+
+
+def codec_rows(bundle, rows, name, as_file, args):
+  num_dims = rows.size
+  print(f"\n### {bundle.kind} model {bundle.fingerprint[:12]}: {len(rows)} held-out data points of "
+        f"{bundle.event_shape}, {num_dims} dimensions, one file\n")
+  print("| budget | coded bpd | model -log2 q bpd | payload bits - 1.005 x model bits | container bytes |"
+        " encode pts/s b1 | decode pts/s b1 | encode pts/s batched | decode pts/s batched | network share b1 |"
+        " network share batched |")
+  print("|---|---|---|---|---|---|---|---|---|---|---|")
+  for budget in budgets_of(bundle):
+    starts = bundle.plan(budget)
+    (blob,) = codec.encode_files(bundle, {name: as_file}, budget, batch_size=args.batch_size).values()
+    _, message = codec.unpack(name, blob)
+    if codec.decode_files(bundle, {name + ".ardm": blob})[name + ".ardm"][1] != as_file:
+      raise AssertionError("file round trip failed")
+    bits, ideal = coder.compressed_bits(message), model_bits(bundle, rows, starts)
+    one = rows[:args.batch1_rows]
+    enc1, dec1, share1 = speed(bundle, one, starts, 1)
+    enc, dec, share = speed(bundle, rows, starts, args.batch_size)
+    print(f"| {budget} | {bits / num_dims:.4f} | {ideal / num_dims:.4f} | {bits - 1.005 * ideal:+.1f} |"
+          f" {len(blob)} | {enc1:.1f} | {dec1:.1f} | {enc:.1f} | {dec:.1f} | {share1:.0%} | {share:.0%} |",
+          flush=True)
+
+
+def classic_text(rows, kind):
+  points = [bytes(r.astype(np.uint8)) if kind == "bytes" else data_lib.decode(r).encode() for r in rows]
+  codecs = {"zlib-9": lambda b: zlib.compress(b, 9), "bz2-9": lambda b: bz2.compress(b, 9),
+            "lzma-9e": lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME),
+            "zstd-19": lambda b: imagecodecs.zstd_encode(b, level=19),
+            "brotli-11": lambda b: imagecodecs.brotli_encode(b, level=11)}
+  report(codecs, points, b"".join(points), rows.size)
+
+
+def classic_images(rows):
+  points = [r.astype(np.uint8) for r in rows]
+  side = math.ceil(math.sqrt(len(points)))
+  height, width = points[0].shape[:2]
+  mosaic = np.zeros((side * height, side * width, 3), np.uint8)
+  for i, p in enumerate(points):
+    mosaic[(i // side) * height:(i // side + 1) * height, (i % side) * width:(i % side + 1) * width] = p
+
+  def png(image):
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+    out = io.BytesIO()
+    Image.fromarray(image).save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+  codecs = {"PNG (optimised)": png,
+            "WebP lossless": lambda a: imagecodecs.webp_encode(a, lossless=True, level=100),
+            "JPEG-XL lossless": lambda a: imagecodecs.jpegxl_encode(a, lossless=True, effort=9)}
+  report(codecs, points, mosaic, rows.size, whole_note=f"(one {side}x{side} mosaic)")
+
+
+def report(codecs, points, whole, num_dims, whole_note=""):
+  print(f"\n| codec | bpd, one data point at a time | bpd, all at once {whole_note} |")
+  print("|---|---|---|")
+  for name, fn in codecs.items():
+    per_point = sum(len(fn(p)) for p in points) * 8 / num_dims
+    print(f"| {name} | {per_point:.4f} | {len(fn(whole)) * 8 / num_dims:.4f} |", flush=True)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--text_model", help="bundle of a text (or bytes) model")
+  parser.add_argument("--image_model", help="bundle of an image model")
+  parser.add_argument("--num_rows", type=int, default=64, help="held-out data points (one file)")
+  parser.add_argument("--batch_size", type=int, default=64, help="rows per network call, batched")
+  parser.add_argument("--batch1_rows", type=int, default=64, help="rows timed at batch 1")
+  args = parser.parse_args()
+  print(f"jax {jax.__version__} on {jax.devices()[0].platform} ({jax.devices()[0].device_kind})")
+  if args.text_model:
+    bundle = codec.load_bundle(args.text_model)
+    rows = held_out_rows(bundle, args.num_rows)
+    as_file = codec.text_output(rows, {"length": rows.size}, bundle.kind)
+    codec_rows(bundle, rows, "test.txt", as_file, args)
+    classic_text(rows, bundle.kind)
+  if args.image_model:
+    bundle = codec.load_bundle(args.image_model)
+    rows = held_out_rows(bundle, args.num_rows)
+    out = io.BytesIO()
+    np.save(out, rows.astype(np.uint8))
+    codec_rows(bundle, rows, "test.npy", out.getvalue(), args)
+    classic_images(rows)
+
+
+if __name__ == "__main__":
+  main()
