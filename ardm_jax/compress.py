@@ -106,7 +106,7 @@ def _plan_report(bundle: codec.Bundle) -> str:
 
 
 def _outputs(inputs, out: str, names) -> list[epath.Path]:
-  out = epath.Path(out)
+  out = paths.resolve(out)
   if len(inputs) == 1 and not out.is_dir():
     return [out]
   out.mkdir(parents=True, exist_ok=True)
@@ -139,21 +139,21 @@ def main(argv):
     raise app.UsageError(f"{command} needs INPUT... and -o OUT.")
   blobs = {}
   for name in inputs:
-    if not epath.Path(name).is_file():
+    if not paths.resolve(name).is_file():
       raise codec.CodecError(f"{name}: no such file.")
-    blobs[name] = epath.Path(name).read_bytes()
+    blobs[name] = paths.resolve(name).read_bytes()
   start = time.perf_counter()
   if command == "encode":
     budget = FLAGS.budget or bundle.budgets[0]
     results = codec.encode_files(bundle, blobs, budget, batch_size=FLAGS.batch_size, clean=FLAGS.clean)
-    paths = _outputs(inputs, FLAGS.output, [epath.Path(n).name + codec.SUFFIX for n in inputs])
-    for name, path in zip(inputs, paths):
+    targets = _outputs(inputs, FLAGS.output, [epath.Path(n).name + codec.SUFFIX for n in inputs])
+    for name, path in zip(inputs, targets):
       paths.write_atomically(path, results[name])
       print(f"{name}: {len(blobs[name])} -> {len(results[name])} bytes ({path})")
   else:
     results = codec.decode_files(bundle, blobs)
-    paths = _outputs(inputs, FLAGS.output, [results[n][0] for n in inputs])
-    for name, path in zip(inputs, paths):
+    targets = _outputs(inputs, FLAGS.output, [results[n][0] for n in inputs])
+    for name, path in zip(inputs, targets):
       paths.write_atomically(path, results[name][1])  # only reached once the data checksum matched
       print(f"{name}: restored {len(results[name][1])} bytes ({path})")
   print(f"{command}d {len(inputs)} file(s) in {time.perf_counter() - start:.1f} s")
