@@ -12,6 +12,7 @@ a SLURM job, Open MPI); elsewhere name it with --coordinator_address, --num_proc
 import importlib.util
 import logging as python_logging
 import os
+import sys
 import sysconfig
 import traceback
 
@@ -152,7 +153,10 @@ def main(argv):
       result = MODES[mode](config, FLAGS.workdir)
     except train.RUN_ERRORS as e:
       logging.debug("Traceback of the error below:", exc_info=True)
-      raise SystemExit(f"Error ({type(e).__name__}): {e}") from None
+      # One line, then out at once: background writer threads of a failed save must neither add tracebacks at
+      # interpreter shutdown nor keep the process alive.
+      print(f"Error ({type(e).__name__}): {e}", file=sys.stderr, flush=True)
+      os._exit(1)  # pylint: disable=protected-access
     if mode == "train" and int(result.step) < FLAGS.config.training.num_train_steps:
       logging.warning("Training stopped early at step %d (SIGTERM); not running %s.", int(result.step),
                       FLAGS.mode[index + 1:])

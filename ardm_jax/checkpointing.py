@@ -249,11 +249,15 @@ class Checkpointer:
     multihost_utils.sync_global_devices("ardm_checkpoints_set_aside")
     self.manager.reload()
 
-  def close(self) -> None:
-    """Waits for the last save; raises CheckpointError if it failed. Releases the lease."""
+  def close(self, quiet: bool = False) -> None:
+    """Waits for the last save and releases the lease; raises CheckpointError if that save failed, unless
+    `quiet` (an error is already on its way out)."""
     try:
-      self.manager.wait_until_finished()
       self.check(block=True)
+      self.manager.wait_until_finished()
+    except Exception:  # pylint: disable=broad-except
+      if not quiet:
+        raise
     finally:
       self.manager.close()
       self._release_lease()

@@ -10,6 +10,7 @@ reads the loss of the global batch, which every host holds.
 """
 import functools
 import signal
+import sys
 import time
 from typing import Any, Mapping
 
@@ -263,5 +264,5 @@ def run(exp: experiment.Experiment, trainer: Trainer, workdir: str) -> TrainStat
   finally:
     signal.signal(signal.SIGTERM, previous_handler)
     writer.flush()
-    ckpt.close()
+    ckpt.close(quiet=sys.exc_info()[0] is not None)  # Never hide the error that stopped the loop.
   return state

@@ -5,6 +5,7 @@ network as long as encoder and decoder see bitwise the same outputs.
 """
 import io
 import json
+import logging
 import shutil
 
 import jax
@@ -232,12 +233,19 @@ def test_the_bundle_detects_altered_files(tmp_path, text_bundle_dir):
 
 
 def _cli(*args):
-  """Runs the command line in this process (flags parsed as absl would)."""
+  """Runs the command line in this process (flags parsed as absl would).
+
+  Parsing absl's flags sets the 'absl' logger to --verbosity's level; it is put back afterwards so that later
+  tests still see INFO records.
+  """
+  absl_logger = logging.getLogger("absl")
+  level = absl_logger.level
   argv = compress.FLAGS(["compress", *map(str, args)])
   try:
     compress.main(argv)
   finally:
     compress.FLAGS.unparse_flags()
+    absl_logger.setLevel(level)
 
 
 def test_command_line_round_trip_and_no_output_on_a_bad_checksum(tmp_path, text_bundle_dir):

@@ -81,7 +81,7 @@ def test_command_line_mistakes(flags, message, text8_zip):
                  "name, seed, seq_len, path, eval_split).", id="mistyped_data_field"),
     pytest.param({"data.name": "mnist"}, experiment.ConfigError,
                  "config.data.name = 'mnist' is not one of ['cifar10', 'embedded_images', 'text8', "
-                 "'embedded_text']; pick one with --config.data.name=", id="unknown_dataset"),
+                 "'embedded_text', 'embedded_bytes']; pick one with --config.data.name=", id="unknown_dataset"),
     pytest.param({"model.name": "resnet"}, experiment.ConfigError,
                  "config.model.name = 'resnet' is not one of ['unet', 'transformer']; pick one with "
                  "--config.model.name=", id="unknown_model"),
