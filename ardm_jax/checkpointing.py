@@ -108,7 +108,7 @@ class Checkpointer:
       if path.exists() and not path.is_dir():
         raise CheckpointError(f"{what} {path} is a file, not a directory: pass a directory as --workdir.")
     if read_only:
-      options = ocp.CheckpointManagerOptions(read_only=True)
+      options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
     else:
       self._take_lease()
       options = ocp.CheckpointManagerOptions(
