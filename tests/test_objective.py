@@ -50,7 +50,7 @@ def test_sampled_estimator_is_unbiased_uniform_and_antithetic():
   exact_bpd = float(np.mean(-np.log2(joint)) / D)
   for antithetic in (False, True):
     draw = jax.jit(functools.partial(jax.lax.map, lambda key: objective.oa_ardm_loss(
-        logits_fn, xs, key, absorbing_value=ABSORBING, antithetic=antithetic)[1]["nelbo_bpd"]))
+        logits_fn, xs, key, absorbing_value=ABSORBING, antithetic=antithetic)[1].scalars["nelbo_bpd"]))
     batch_means = np.asarray(draw(jax.random.split(jax.random.key(int(antithetic)), 400)), np.float64)
     stderr = batch_means.std(ddof=1) / np.sqrt(len(batch_means))
     assert abs(batch_means.mean() - exact_bpd) < 4 * stderr, (antithetic, batch_means.mean(), exact_bpd, stderr)
@@ -63,7 +63,7 @@ def test_antithetic_removes_the_variance_due_to_t():
   x = jnp.zeros((2 * D, *EVENT), jnp.int32)
   for antithetic, expect_constant in ((True, True), (False, False)):
     draw = jax.jit(functools.partial(jax.lax.map, lambda key: objective.oa_ardm_loss(
-        t_dependent, x, key, absorbing_value=ABSORBING, antithetic=antithetic)[1]["nelbo_bpd"]))
+        t_dependent, x, key, absorbing_value=ABSORBING, antithetic=antithetic)[1].scalars["nelbo_bpd"]))
     batch_means = np.asarray(draw(jax.random.split(jax.random.key(7), 50)))
     assert (np.ptp(batch_means) < 1e-5) == expect_constant, np.ptp(batch_means)
 

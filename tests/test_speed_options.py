@@ -129,7 +129,8 @@ def test_grad_accumulation_gives_the_full_batch_update(family):
   # scale would show in mu and nu even where Adam's first update, ~ lr * sign(g), hides it), EMA, tracker.
   _, state_full, metrics_full = train_run(tiny_experiment(family), 1)
   for num_micro in (2, 4):
-    _, state_micro, metrics_micro = train_run(tiny_experiment(family, **{"training.grad_accum_steps": num_micro}), 1)
+    exp_micro = tiny_experiment(family, **{"training.grad_accum_steps": num_micro})
+    _, state_micro, metrics_micro = train_run(exp_micro, 1)
     np.testing.assert_array_equal(state_micro.tracker.count, state_full.tracker.count)
     assert_trees_close(state_micro, state_full, rtol=1e-5, atol=1e-7, what=f"{family}, {num_micro}")
     assert_trees_close(metrics_micro, metrics_full, rtol=1e-5, atol=1e-7, what=f"{family}, {num_micro}")
