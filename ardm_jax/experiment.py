@@ -38,7 +38,7 @@ POSITIVE = ("training.batch_size", "training.num_train_steps", "training.log_eve
             "training.max_checkpoints_to_keep", "eval.batch_size", "eval.num_passes",
             "sample.num_samples", "compress.num_examples", "optimizer.grad_clip_norm",
             "training.grad_accum_steps")
-NON_NEGATIVE = ("optimizer.learning_rate", "optimizer.warmup_steps", "optimizer.weight_decay",
+NON_NEGATIVE = ("training.profile_steps", "optimizer.learning_rate", "optimizer.warmup_steps", "optimizer.weight_decay",
                 "objective.ce_weight", "eval.max_batches")
 UNIT_INTERVAL = ("optimizer.ema_decay", "optimizer.b1", "optimizer.b2", "training.tracker_momentum")
 

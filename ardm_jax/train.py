@@ -6,6 +6,7 @@ step-indexed, so the data position is the train step and resuming needs no itera
 """
 import functools
 import signal
+import time
 from typing import Any, Mapping
 
 from absl import logging
@@ -217,7 +218,8 @@ def run(exp: experiment.Experiment, trainer: Trainer, workdir: str) -> TrainStat
     metrics_io.log_parameter_overview(state.params)
     writer.write_hparams(metrics_io.flatten_config(config))
   cfg = config.training
-  hooks = metrics_io.progress_hooks(cfg.num_train_steps, writer, workdir)
+  hooks = metrics_io.progress_hooks(cfg.num_train_steps, writer, workdir, cfg.profile_steps)
+  window = metrics_io.MetricWindow()  # Train metrics averaged since the last log.
   eval_rng = jax.random.fold_in(jax.random.key_data(jax.random.key(config.seed)), 2**31 - 1)
 
   preempted = {"flag": False}
@@ -226,6 +228,7 @@ def run(exp: experiment.Experiment, trainer: Trainer, workdir: str) -> TrainStat
     pending = None  # (metrics, step) of the last step, checked after the next dispatch (async dispatch).
     for step in range(start, cfg.num_train_steps):
       state, metrics = trainer.train_step(state, trainer.train_batch(step))
+      window.add(metrics)
       if pending is not None:
         _check_finite(*pending, cfg.on_nonfinite)
       pending = (metrics, step)
@@ -242,12 +245,15 @@ def run(exp: experiment.Experiment, trainer: Trainer, workdir: str) -> TrainStat
       _check_finite(*pending, cfg.on_nonfinite)  # Never log, eval or save past a non-finite step.
       pending = None
       if log:
-        scalars = {k: float(v) for k, v in metrics.items() if k != "finite"}
-        writer.write_scalars(done, dict(scalars, num_skipped=float(state.num_skipped)))
+        writer.write_scalars(done, dict(window.compute_and_reset(), num_skipped=float(state.num_skipped)))
       if evaluate:
-        writer.write_scalars(done, trainer.evaluate(state.ema_params, eval_rng))
+        start_time = time.perf_counter()
+        eval_metrics = trainer.evaluate(state.ema_params, eval_rng)
+        writer.write_scalars(done, dict(eval_metrics, eval_time_s=time.perf_counter() - start_time))
       if save:
+        start_time = time.perf_counter()
         ckpt.save(state)
+        writer.write_scalars(done, {"checkpoint_time_s": time.perf_counter() - start_time})
       if stop:
         logging.warning("SIGTERM received: checkpointed step %d and stopping.", done)
         break

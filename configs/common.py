@@ -47,6 +47,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.training.on_nonfinite = "stop"  # 'stop' (raise, naming the step) | 'skip' (drop the update, count it).
   c.training.grad_accum_steps = 1  # Micro-batches per update (same update as the full batch, less memory).
   c.training.compilation_cache_dir = ""  # Persistent XLA compilation cache directory; '' = off.
+  c.training.profile_steps = 0  # > 0: jax.profiler trace of that many steps from step 10, hourly (workdir).
 
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 128
