@@ -29,10 +29,14 @@ from ardm_jax import experiment  # pylint: disable=g-import-not-at-top,wrong-imp
 from ardm_jax import train  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("configs", ["cifar10", "cifar10_middle_attn", "cifar10_upscale", "text8", "text8_upscale"],
+flags.DEFINE_list("configs", ["text8", "text8_upscale", "cifar10", "cifar10_middle_attn", "cifar10_upscale"],
                   "Config modules; cifar10_middle_attn is cifar10 with model.attn_everywhere=False.")
 flags.DEFINE_list("variants", ["float32/none", "bfloat16/none", "float32/full", "bfloat16/full"],
                   "model.dtype/model.remat pairs.")
+flags.DEFINE_list("all_variants", ["text8", "cifar10"],
+                  "Configs compiled in every variant; the others only in the first (a U-Net compile takes minutes "
+                  "on a small CPU, and the upscale networks differ from these only in their input/output layers).")
+flags.DEFINE_bool("print_only", False, "Print the table of the JSON at --out without compiling.")
 flags.DEFINE_string("out", str(pathlib.Path(__file__).parent / "results" / "train_step_cost.json"), "JSON path.")
 
 EVENT = {"cifar10": ((32, 32, 3), 256), "text8": ((250,), 27)}
@@ -102,46 +106,58 @@ def compile_step(exp: experiment.Experiment):
 
 def main(argv):
   del argv
+  if FLAGS.print_only:
+    print_table(json.loads(pathlib.Path(FLAGS.out).read_text())["rows"])
+    return
   rows = []
-  for name in FLAGS.configs:
-    for variant in FLAGS.variants:
-      dtype, remat = variant.split("/")
-      config = load_config(name)
-      config.model.dtype, config.model.remat = dtype, remat
-      event_shape, num_classes = EVENT[config.data.name]
-      exp = experiment.shape_only_experiment(config, event_shape, num_classes)
-      start = time.perf_counter()
-      compiled = compile_step(exp)
-      compile_s = time.perf_counter() - start
-      cost = compiled.cost_analysis()
-      cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-      memory = compiled.memory_analysis()
-      peak = (memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes
-              - memory.alias_size_in_bytes)
-      num_params = sum(math.prod(s.shape) for s in jax.tree.leaves(jax.eval_shape(
-          exp.init_params, jax.random.key(0))))
-      row = {"config": name, "dtype": dtype, "remat": remat, "batch": config.training.batch_size,
-             "params": num_params, "xla_flops": float(cost["flops"]),
-             "analytic_flops": analytic_step_flops(config, exp), "peak_bytes": int(peak),
-             "argument_bytes": int(memory.argument_size_in_bytes), "temp_bytes": int(memory.temp_size_in_bytes),
-             "compile_s": compile_s}
-      row["xla_over_analytic"] = row["xla_flops"] / row["analytic_flops"]
-      rows.append(row)
-      print(f"done {name} {variant} ({compile_s:.0f} s)", flush=True)
+  # Every config's first variant before the other variants, so an interrupted run has every FLOP count.
+  jobs = [(name, FLAGS.variants[0]) for name in FLAGS.configs]
+  jobs += [(name, v) for name in FLAGS.configs if name in FLAGS.all_variants for v in FLAGS.variants[1:]]
+  for name, variant in jobs:
+    dtype, remat = variant.split("/")
+    config = load_config(name)
+    config.model.dtype, config.model.remat = dtype, remat
+    event_shape, num_classes = EVENT[config.data.name]
+    exp = experiment.shape_only_experiment(config, event_shape, num_classes)
+    start = time.perf_counter()
+    compiled = compile_step(exp)
+    compile_s = time.perf_counter() - start
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    memory = compiled.memory_analysis()
+    peak = (memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes
+            - memory.alias_size_in_bytes)
+    num_params = sum(math.prod(s.shape) for s in jax.tree.leaves(jax.eval_shape(
+        exp.init_params, jax.random.key(0))))
+    row = {"config": name, "dtype": dtype, "remat": remat, "batch": config.training.batch_size,
+           "params": num_params, "xla_flops": float(cost["flops"]),
+           "analytic_flops": analytic_step_flops(config, exp), "peak_bytes": int(peak),
+           "argument_bytes": int(memory.argument_size_in_bytes), "temp_bytes": int(memory.temp_size_in_bytes),
+           "compile_s": compile_s}
+    row["xla_over_analytic"] = row["xla_flops"] / row["analytic_flops"]
+    rows.append(row)
+    print(f"done {name} {variant} ({compile_s:.0f} s)", flush=True)
+    write_json(rows)  # After every row: a long run interrupted keeps what it measured.
+  print_table(rows)
+  print(f"\nwrote {FLAGS.out}")
 
-  header = (f"| config | dtype | remat | batch | params | XLA TFLOP/step | analytic TFLOP/step | XLA/analytic "
-            f"| peak GiB | args GiB | temp GiB |")
+
+def print_table(rows):
+  header = ("| config | dtype | remat | batch | params | XLA TFLOP/step | analytic TFLOP/step | XLA/analytic "
+            "| peak GiB | args GiB | temp GiB |")
   print(f"\njax {jax.__version__}, {jax.devices()[0].device_kind} compiler\n\n{header}")
   print("|---" * (header.count("|") - 1) + "|")
   for r in rows:
     print(f"| {r['config']} | {r['dtype']} | {r['remat']} | {r['batch']} | {r['params']:,} | "
           f"{r['xla_flops'] / 1e12:.1f} | {r['analytic_flops'] / 1e12:.1f} | {r['xla_over_analytic']:.3f} | "
           f"{r['peak_bytes'] / 2**30:.1f} | {r['argument_bytes'] / 2**30:.2f} | {r['temp_bytes'] / 2**30:.1f} |")
+
+
+def write_json(rows):
   out = pathlib.Path(FLAGS.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(json.dumps({"jax": jax.__version__, "device": jax.devices()[0].device_kind,
                              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows}, indent=1))
-  print(f"\nwrote {out}")
 
 
 if __name__ == "__main__":
