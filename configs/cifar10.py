@@ -13,9 +13,9 @@ resolution is in that list, i.e. after all 65 of them at the single 32x32 resolu
 (arXiv 2110.02037, appendix on CIFAR-10; PAPER.md section 5) describes the VDM U-Net with one middle attention
 block. The released config is the code the 2.69 bpd came from; the appendix text reads as the VDM
 description it builds on, so the code is taken as the architecture of the result. The paper's text remains a
-switch: --config.model.attn_everywhere=False. Train step at batch 128 (XLA cost analysis,
-benchmarks/RESULTS.md): 123.7 TFLOP with attention everywhere (141,060,736 parameters), 79.9 TFLOP with the
-middle attention only (123,921,536 parameters).
+switch: --config.model.attn_everywhere=False. Train step at batch 128 (XLA cost analysis; analytic count in
+brackets; benchmarks/RESULTS.md): 120.2 (123.1) TFLOP with attention everywhere (141,060,736 parameters),
+79.9 (82.9) TFLOP with the middle attention only (123,921,536 parameters).
 """
 from configs import common
 

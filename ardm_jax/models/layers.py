@@ -2,6 +2,7 @@
 allocation-free parameter count."""
 import math
 
+from absl import logging
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -47,11 +48,18 @@ def count_params(module: nn.Module, event_shape) -> int:
 def _fused_attention(query, key, value, dtype=None):
   """Flax `attention_fn` through `jax.nn.dot_product_attention`: query/key/value [B, L, heads, head_dim].
 
-  implementation=None lets JAX pick its fused kernel (cuDNN flash attention on GPUs where it applies) and XLA
-  elsewhere; the softmax is computed in float32 either way, like the einsum path with force_fp32_for_softmax.
+  On GPUs with bf16/fp16 inputs it asks for cuDNN's fused (flash) attention and falls back to XLA when JAX
+  refuses the shapes (e.g. a head size cuDNN does not support); elsewhere XLA (in jax 0.10,
+  implementation=None still means XLA). The softmax is computed in float32 either way, like the einsum path
+  with force_fp32_for_softmax.
   """
   if dtype is not None:
     query, key, value = (a.astype(dtype) for a in (query, key, value))
+  if jax.default_backend() == "gpu" and query.dtype in (jnp.bfloat16, jnp.float16):
+    try:
+      return jax.nn.dot_product_attention(query, key, value, implementation="cudnn")
+    except (NotImplementedError, ValueError, RuntimeError) as e:
+      logging.log_first_n(logging.WARNING, "cuDNN attention unavailable (%s); using XLA.", 1, e)
   return jax.nn.dot_product_attention(query, key, value, implementation=None)
 
 
