@@ -102,7 +102,8 @@ def main(argv):
         f"{FLAGS.matmul_size}^2 matmul GFLOP/s | step / matmul |")
   print("|---|---|---|---|---|---|---|")
   print(f"| {bare_steps_s:.1f} | {loop_steps_s:.1f} | {loop_steps_s / bare_steps_s:.3f} | "
-        f"{step_flops / 1e9:.2f} | {step_flops * bare_steps_s / 1e9:.1f} | {matmul / 1e9:.1f} | {step_flops * bare_steps_s / matmul:.2f} |")
+        f"{step_flops / 1e9:.2f} | {step_flops * bare_steps_s / 1e9:.1f} | {matmul / 1e9:.1f} | "
+        f"{step_flops * bare_steps_s / matmul:.2f} |")
   out = pathlib.Path(FLAGS.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(json.dumps(result, indent=1))

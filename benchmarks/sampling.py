@@ -1,4 +1,6 @@
-r"""Sampling cost against the budget: network calls and time for budgets 1, 20, 100 and D (PAPER.md section 3).
+r"""Sampling cost against the budget: network calls and time for budgets 1, 20, 100 and D.
+
+Parallel sampling under a plan of network calls: arXiv 2110.02037, section 3.2.
 
 The local (tiny, CPU) networks of configs/text8.py:local at two lengths (D = 32 and the paper's D = 250) and of
 configs/cifar10.py:local (D = 3072), at their initial parameters (time does not depend on the values), sample

@@ -25,7 +25,7 @@ RESULTS = pathlib.Path(__file__).parent / "results"
 # Dense bf16 peak FLOP/s (vendor data sheets): H100 SXM 989 TFLOP/s; TPU v4 275 TFLOP/s per chip, a v4-8 slice
 # has 4 chips (8 TensorCores); TPU v5e 197 TFLOP/s per chip, a v5e-16 slice has 16 chips.
 MACHINES = {"1 x H100 SXM": 989e12, "TPU v4-8 (4 chips)": 4 * 275e12, "TPU v5e-16 (16 chips)": 16 * 197e12}
-PAPER_HOURS = 14 * 24  # "about two weeks" (paper, CIFAR-10 on 8 TPUv4), PAPER.md section 5.
+PAPER_HOURS = 14 * 24  # "about two weeks" (paper, CIFAR-10 on 8 TPUv4), arXiv 2110.02037, appendix.
 
 
 def main(argv):

@@ -52,7 +52,7 @@ def load_config(name: str):
 
 def unet_forward_flops(ch: int, num_res_blocks: int, attn_everywhere: bool, height: int, width: int,
                        channels: int, num_stages: int, outputs_per_channel: int) -> float:
-  """Multiply-add FLOPs (x2) of one U-Net forward pass on one example (paper section 5 architecture)."""
+  """Multiply-add FLOPs (x2) of one U-Net forward pass on one example (arXiv 2110.02037, appendix)."""
   pos = height * width
 
   def conv3x3(c_in, c_out):
@@ -79,7 +79,7 @@ def unet_forward_flops(ch: int, num_res_blocks: int, attn_everywhere: bool, heig
 
 
 def transformer_forward_flops(num_layers: int, width: int, mlp_dim: int, length: int, outputs: int) -> float:
-  """Multiply-add FLOPs (x2) of one Transformer forward pass on one sequence (paper section 5 architecture)."""
+  """Multiply-add FLOPs (x2) of one Transformer forward pass on one sequence (arXiv 2110.02037, appendix)."""
   per_layer = 2 * length * 4 * width * width + 2 * (2 * length * length * width) + 2 * 2 * length * width * mlp_dim
   return num_layers * per_layer + 2 * length * width * outputs
 
