@@ -12,11 +12,11 @@ images/config.py) sets architecture.attn_resolutions = [32, 16, 14, 8, 7, 4], an
 resolution is in that list, i.e. after all 65 of them at the single 32x32 resolution. The paper's appendix
 (arXiv 2110.02037, appendix on the CIFAR-10 architecture) describes the VDM U-Net with one middle attention
 block. The released code is the authors' own record of the runs (its other settings match the paper's: 256
-channels, 32 blocks, lr 1e-4, clip 100, batch 128, ce 0.001; only num_epochs says 6000), while the appendix
-text repeats the VDM description it builds on, so the code is taken as the architecture of the 2.69 bpd. The paper's text remains
-a switch: --config.model.attn_everywhere=False. Train step at batch 128 (XLA cost analysis; analytic count in
-brackets; benchmarks/RESULTS.md): 120.2 (123.1) TFLOP with attention everywhere (141,060,736 parameters), 79.9
-(82.9) TFLOP with the middle attention only (123,921,536 parameters).
+channels, 32 blocks, lr 1e-4, clip 100, batch 128, ce 0.001; only num_epochs says 6000), while the appendix text
+repeats the VDM description it builds on, so the code is taken as the architecture of the 2.69 bpd. The paper's
+text remains a switch: --config.model.attn_everywhere=False. Train step at batch 128 (XLA cost analysis; analytic
+count in brackets; benchmarks/RESULTS.md): 120.2 (123.1) TFLOP with attention everywhere (141,060,736
+parameters), 79.9 (82.9) TFLOP with the middle attention only (123,921,536 parameters).
 """
 from configs import common
 
