@@ -32,7 +32,8 @@ from ardm_jax import paths
 # Fields that may change between a run and its resumption; any other difference means another experiment.
 RESUMABLE_FIELDS = ("training.num_train_steps", "training.log_every_steps", "training.eval_every_steps",
                     "training.checkpoint_every_steps", "training.max_checkpoints_to_keep",
-                    "training.on_nonfinite", "data.path", "data.tfds_data_dir", "data.download")
+                    "training.on_nonfinite", "training.compilation_cache_dir", "training.profile_steps",
+                    "data.path", "data.tfds_data_dir", "data.download")
 RESUMABLE_SECTIONS = ("eval.", "sample.", "compress.")
 UNUSABLE_DIR = "unusable_checkpoints"
 CONFIG_NAME = "config.json"  # The config a workdir was trained with (eval/sample/plan/compress reuse it).

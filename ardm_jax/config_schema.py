@@ -82,7 +82,9 @@ DATA = Choice({
     "embedded_bytes": {**_TEXT_SOURCE, "eval_split": one_of("test")},
 })
 
-_NETWORK = {"num_heads": POSITIVE, "dropout": UNIT_INTERVAL, "dtype": DTYPE}
+_NETWORK = {"num_heads": POSITIVE, "dropout": UNIT_INTERVAL, "dtype": DTYPE,
+            "attention": one_of("einsum", "dot_product"),  # models/layers.py ATTENTION.
+            "remat": one_of("none", "full", "dots", "dots_no_batch")}  # models/layers.py REMAT_POLICIES.
 MODEL = Choice({
     "unet": {**_NETWORK, "ch": Rule("integer", "must be a positive multiple of 4", lambda v: v > 0 and v % 4 == 0),
              "num_res_blocks": POSITIVE, "attn_everywhere": BOOL},
@@ -122,6 +124,9 @@ SCHEMA = {
         "max_checkpoints_to_keep": POSITIVE,
         "tracker_momentum": UNIT_INTERVAL,
         "on_nonfinite": one_of("stop", "skip"),
+        "grad_accum_steps": POSITIVE,
+        "compilation_cache_dir": STRING,
+        "profile_steps": NON_NEGATIVE,
     },
     "eval": {"batch_size": POSITIVE, "num_passes": POSITIVE, "max_batches": NON_NEGATIVE},
     "sample": {"budget": BUDGET, "num_samples": POSITIVE, "seed": NON_NEGATIVE},
@@ -238,3 +243,8 @@ def check_batch_divisibility(config, num_devices: int) -> None:
       raise ConfigError(f"config.{section}.batch_size = {batch_size} is not divisible by the {num_devices} "
                         f"devices of the mesh; use a multiple of {num_devices} "
                         f"(--config.{section}.batch_size=...).")
+  accum = config.training.grad_accum_steps
+  if config.training.batch_size % (accum * num_devices):
+    raise ConfigError(f"config.training.batch_size = {config.training.batch_size} is not divisible by "
+                      f"training.grad_accum_steps ({accum}) x {num_devices} devices; every micro-batch must split "
+                      "evenly over the devices (--config.training.grad_accum_steps=...).")

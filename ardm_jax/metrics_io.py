@@ -1,4 +1,5 @@
-"""Metric writers and periodic progress reports (clu), usable where TensorFlow is not installed.
+"""Metric writers, train metrics averaged over each logging window, periodic progress reports and profiles
+(clu), usable where TensorFlow is not installed.
 
 clu's metric writers and periodic actions import TensorFlow; accelerator images often lack it, so when that
 import fails training logs scalars through absl instead (no TensorBoard files) and says so once. For a workdir
@@ -10,8 +11,10 @@ import time
 from typing import Any, Callable, Mapping
 
 from absl import logging
+from clu import metrics as clu_metrics
 from clu import parameter_overview
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ardm_jax import paths
@@ -84,14 +87,81 @@ def create_writer(workdir: str):
   return MirroredWriter(metric_writers.create_default_writer(staging), staging, logdir)
 
 
-def progress_hooks(num_train_steps: int, writer, workdir: str) -> list[Callable[[int], None]]:
-  """Periodic actions called with the step after every update: steps/s and ETA reports."""
+# The first profiled step: compilation and warm-up are over by then.
+FIRST_PROFILED_STEP = 10
+
+
+def progress_hooks(num_train_steps: int, writer, workdir: str, profile_steps: int = 0
+                   ) -> list[Callable[[int], None]]:
+  """Periodic actions called with the step after every update: steps/s and ETA reports, and, if profile_steps
+  > 0, a jax.profiler trace of profile_steps steps from step FIRST_PROFILED_STEP on and then every hour, written
+  under workdir/plugins/profile (open with TensorBoard's profile plugin or Perfetto)."""
   clu_modules = _tensorflow_clu()
   if clu_modules is None:
-    return [_ConsoleProgress(num_train_steps)]
+    hooks = [_ConsoleProgress(num_train_steps)]
+    if profile_steps:
+      hooks.append(_TraceSteps(workdir, profile_steps))
+    return hooks
   _, periodic_actions = clu_modules
-  del workdir  # Profiles are taken with jax.profiler by hand when needed.
-  return [periodic_actions.ReportProgress(num_train_steps=num_train_steps, writer=writer, every_secs=60.0)]
+  hooks = [periodic_actions.ReportProgress(num_train_steps=num_train_steps, writer=writer, every_secs=60.0)]
+  if profile_steps:
+    hooks.append(periodic_actions.Profile(logdir=workdir, num_profile_steps=profile_steps,
+                                          profile_duration_ms=None, first_profile=FIRST_PROFILED_STEP))
+  return hooks
+
+
+class _TraceSteps:
+  """Traces profile_steps steps once from FIRST_PROFILED_STEP (the fallback of clu's Profile)."""
+
+  def __init__(self, workdir: str, profile_steps: int):
+    self.workdir, self.profile_steps, self.stop_at = workdir, profile_steps, None
+
+  def __call__(self, step: int):
+    if step == FIRST_PROFILED_STEP and self.stop_at is None:
+      jax.profiler.start_trace(self.workdir)
+      self.stop_at = step + self.profile_steps
+    elif step == self.stop_at:
+      jax.profiler.stop_trace()
+
+
+class MetricWindow:
+  """The train metrics averaged over the steps since the last report (clu Average metrics in a Collection).
+
+  Each step's metrics are merged on the device (one small jitted call, no host sync); steps whose update was
+  dropped as non-finite are masked out of the averages (num_skipped counts them).
+  """
+
+  def __init__(self):
+    self._collection = None  # clu Collection class, built from the first step's metric names.
+    self._merge = self._single = None
+    self._merged = None
+
+  def add(self, metrics: Mapping[str, jax.Array]) -> None:
+    """Merges one step's scalar metrics (including the bool 'finite') into the window."""
+    if self._collection is None:
+      names = sorted(k for k in metrics if k != "finite")
+      self._collection = clu_metrics.Collection.create(
+          **{name: clu_metrics.Average.from_output(name) for name in names})
+
+      def single(step_metrics):
+        outputs = {k: jnp.reshape(v, (1,)) for k, v in step_metrics.items()}  # Masks need a leading axis.
+        finite = outputs.pop("finite")
+        return self._collection.single_from_model_output(mask=finite, **outputs)
+
+      self._single = jax.jit(single)
+      self._merge = jax.jit(lambda merged, step_metrics: merged.merge(single(step_metrics)))
+    if self._merged is None:
+      self._merged = self._single(metrics)
+    else:
+      self._merged = self._merge(self._merged, metrics)
+
+  def compute_and_reset(self) -> dict[str, float]:
+    """{name: mean over the window's finite steps} (NaN if every step was dropped); empties the window."""
+    if self._merged is None:
+      return {}
+    averages = {k: float(v) for k, v in self._merged.compute().items()}
+    self._merged = None
+    return averages
 
 
 class _ConsoleProgress:

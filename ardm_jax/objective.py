@@ -5,7 +5,7 @@ others at once; log_px sums their log-likelihoods and D / (D - t) * log_px is an
 of the ELBO of log p(x). Losses are reported in bits per dimension.
 """
 import math
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +13,17 @@ import jax.numpy as jnp
 from ardm_jax import orders
 
 LogitsFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+
+
+class Terms(NamedTuple):
+  """The named terms of one loss evaluation (a pytree).
+
+  scalars: batch means, {'loss', 'nelbo_bpd', 'ce_bpd'} (what training logs).
+  per_example: [B] arrays, {'nelbo_bpd': the nelbo estimate of each example (bits/dim), 't': its global step,
+    'step_loss': -log_px / ((D - t) D ln 2), the bits/dim of step t alone (sum over steps = bpd)}.
+  """
+  scalars: dict[str, jax.Array]
+  per_example: dict[str, jax.Array]
 
 
 def log_prob_of(logits: jax.Array, x: jax.Array) -> jax.Array:
@@ -57,9 +68,7 @@ def loss_terms(log_px: jax.Array, t: jax.Array, t_global: jax.Array, num_variabl
     ce_weight: weight of the auxiliary cross-entropy term mean(-log_px) / (D ln 2).
     elbo_scale: multiplies the ELBO (S for upscale with one stage sampled out of S).
   Returns:
-    (loss, terms): loss = nelbo_bpd + ce_weight * ce_bpd (scalar, bits/dim); terms holds 'loss',
-    'nelbo_bpd', 'ce_bpd' (batch means), 'nelbo_bpd_per_example' [B], 't' [B] (= t_global) and
-    'step_loss' [B] = -log_px / ((D - t) D ln 2), the bits/dim of step t alone (sum over steps = bpd).
+    (loss, Terms): loss = nelbo_bpd + ce_weight * ce_bpd (scalar, bits/dim); per_example['t'] = t_global.
   """
   d = num_variables
   bits = d * math.log(2.0)
@@ -68,22 +77,16 @@ def loss_terms(log_px: jax.Array, t: jax.Array, t_global: jax.Array, num_variabl
   ce_bpd = jnp.mean(-log_px) / bits
   nelbo_bpd = jnp.mean(nelbo_per_example)
   loss = nelbo_bpd + ce_weight * ce_bpd
-  terms = {
-      "loss": loss,
-      "nelbo_bpd": nelbo_bpd,
-      "ce_bpd": ce_bpd,
-      "nelbo_bpd_per_example": nelbo_per_example,
-      "t": t_global,
-      "step_loss": -log_px / (remaining * bits),
-  }
-  return loss, terms
+  scalars = {"loss": loss, "nelbo_bpd": nelbo_bpd, "ce_bpd": ce_bpd}
+  per_example = {"nelbo_bpd": nelbo_per_example, "t": t_global, "step_loss": -log_px / (remaining * bits)}
+  return loss, Terms(scalars, per_example)
 
 
 def oa_ardm_loss_at(logits_fn: LogitsFn, x: jax.Array, sigma: jax.Array, t: jax.Array, *,
                     absorbing_value: int, ce_weight: float = 0.0):
   """OA-ARDM loss for given orders sigma [B, *event] and steps t [B] (e.g. enumerated for exact evaluation).
 
-  Returns (loss, terms) as `loss_terms`.
+  Returns (loss, Terms) as `loss_terms`.
   """
   log_px = oa_log_px(logits_fn, x, sigma, t, absorbing_value)
   return loss_terms(log_px, t, t, sigma[0].size, ce_weight=ce_weight)
@@ -101,9 +104,17 @@ def oa_ardm_loss(logits_fn: LogitsFn, x: jax.Array, rng: jax.Array, *, absorbing
     ce_weight: auxiliary cross-entropy weight (0.001 images, 0.0001 text).
     antithetic: stratify the steps t across the batch (orders.sample_steps).
   Returns:
-    (loss, terms) as `loss_terms`.
+    (loss, Terms) as `loss_terms`.
+  """
+  sigma, t = sample_orders_and_steps(rng, x.shape, math.prod(x.shape[1:]), antithetic)
+  return oa_ardm_loss_at(logits_fn, x, sigma, t, absorbing_value=absorbing_value, ce_weight=ce_weight)
+
+
+def sample_orders_and_steps(rng: jax.Array, x_shape, num_steps: int, antithetic: bool):
+  """One random order sigma [B, *event] and step t [B] in 0..num_steps-1 per example (the loss's randomness).
+
+  Drawn for the whole batch at once: with antithetic steps the draws of one example depend on the batch.
   """
   order_rng, step_rng = jax.random.split(rng)
-  sigma = orders.sample_orders(order_rng, x.shape)
-  t = orders.sample_steps(step_rng, x.shape[0], sigma[0].size, antithetic)
-  return oa_ardm_loss_at(logits_fn, x, sigma, t, absorbing_value=absorbing_value, ce_weight=ce_weight)
+  sigma = orders.sample_orders(order_rng, x_shape)
+  return sigma, orders.sample_steps(step_rng, x_shape[0], num_steps, antithetic)

@@ -27,6 +27,7 @@ from ardm_jax import experiment
 from ardm_jax import lease as lease_lib
 from ardm_jax import metrics_io
 from ardm_jax import paths
+from ardm_jax import objective
 from ardm_jax import step_tracker
 
 
@@ -68,6 +69,44 @@ def init_state(exp: experiment.Experiment, rng: jax.Array) -> TrainState:
   )
 
 
+def loss_and_grads(exp: experiment.Experiment, params, x: jax.Array, rng: jax.Array):
+  """Training loss, objective.Terms and gradients on the batch x [B, *event], over grad_accum_steps micro-batches.
+
+  The orders and steps are drawn for the whole batch first (antithetic steps are stratified over the batch), so
+  any number of micro-batches gives the same loss, terms and gradients as one full batch, up to float rounding.
+  Micro-batch k holds rows k, k + K, k + 2K, ... (K micro-batches): each device's contiguous slice of the
+  sharded batch contributes to every micro-batch, which keeps every micro-batch data-parallel. Dropout masks
+  are drawn per micro-batch (a different draw of the same distribution when K > 1).
+  """
+  noise_rng, dropout_rng = jax.random.split(rng)
+  sigma, t = exp.sample_orders_and_steps(noise_rng, x.shape)
+  grad_fn = jax.value_and_grad(exp.loss_at, has_aux=True)
+  num_micro = exp.config.training.grad_accum_steps
+  if num_micro == 1:
+    (loss, terms), grads = grad_fn(params, x, sigma, t, dropout_rng)
+    return loss, terms, grads
+
+  def split(a_BxE):  # [B, ...] -> [K, B/K, ...], micro-batch k = rows k::K.
+    return jnp.swapaxes(a_BxE.reshape(a_BxE.shape[0] // num_micro, num_micro, *a_BxE.shape[1:]), 0, 1)
+
+  def merge(a_KxMxE):  # The inverse of split.
+    return jnp.swapaxes(a_KxMxE, 0, 1).reshape(-1, *a_KxMxE.shape[2:])
+
+  def micro_step(grad_sum, inputs):
+    index, x_micro, sigma_micro, t_micro = inputs
+    (loss, terms), grads = grad_fn(params, x_micro, sigma_micro, t_micro, jax.random.fold_in(dropout_rng, index))
+    return jax.tree.map(jnp.add, grad_sum, grads), (loss, terms)
+
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  grad_sum, (losses, terms) = jax.lax.scan(
+      micro_step, zeros, (jnp.arange(num_micro), split(x), split(sigma), split(t)))
+  # Every scalar term is a mean over equal micro-batches, so the batch mean is the mean of the micro means.
+  scalars = jax.tree.map(lambda v: jnp.mean(v, axis=0), terms.scalars)
+  per_example = jax.tree.map(merge, terms.per_example)
+  grads = jax.tree.map(lambda g: g / num_micro, grad_sum)
+  return jnp.mean(losses), objective.Terms(scalars, per_example), grads
+
+
 def train_step(exp: experiment.Experiment, state: TrainState, x: jax.Array):
   """One update on the global batch x [B, *event]; returns (new_state, metrics).
 
@@ -75,11 +114,7 @@ def train_step(exp: experiment.Experiment, state: TrainState, x: jax.Array):
   but for num_skipped) and metrics['finite'] is False; the host loop then stops or carries on.
   """
   rng = jax.random.fold_in(state.rng, state.step)
-
-  def loss_fn(params):
-    return exp.loss(params, x, rng, train=True)
-
-  (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  loss, terms, grads = loss_and_grads(exp, state.params, x, rng)
   grad_norm = optax.global_norm(grads)
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
   updates, opt_state = exp.optimizer.update(grads, state.opt_state, state.params)
@@ -87,21 +122,20 @@ def train_step(exp: experiment.Experiment, state: TrainState, x: jax.Array):
   # EMA with the usual warm-up, so short runs are not dominated by the initial parameters.
   decay = jnp.minimum(exp.config.optimizer.ema_decay, (1.0 + state.step) / (10.0 + state.step))
   ema_params = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, params)
-  tracker = step_tracker.update(
-      state.tracker, terms["t"], terms["step_loss"], momentum=exp.config.training.tracker_momentum)
+  tracker = step_tracker.update(state.tracker, terms.per_example["t"], terms.per_example["step_loss"],
+                                momentum=exp.config.training.tracker_momentum)
   updated = state.replace(
       step=state.step + 1, params=params, ema_params=ema_params, opt_state=opt_state, tracker=tracker)
   dropped = state.replace(step=state.step + 1, num_skipped=state.num_skipped + 1)
   new_state = jax.tree.map(lambda u, d: jnp.where(finite, u, d), updated, dropped)
-  metrics = {k: v for k, v in terms.items() if jnp.ndim(v) == 0}
-  metrics.update(grad_norm=grad_norm, finite=finite)
+  metrics = dict(terms.scalars, grad_norm=grad_norm, finite=finite)
   return new_state, metrics
 
 
 def eval_step(exp: experiment.Experiment, params, x: jax.Array, weight: jax.Array, rng: jax.Array):
   """Sums of the per-example nelbo (bits/dim) estimate, its square and the weights over one batch."""
   _, terms = exp.loss(params, x, rng)
-  nelbo = terms["nelbo_bpd_per_example"]
+  nelbo = terms.per_example["nelbo_bpd"]
   return {"sum": jnp.sum(weight * nelbo), "sum_sq": jnp.sum(weight * nelbo**2), "count": jnp.sum(weight)}
 
 
@@ -215,7 +249,8 @@ def run(exp: experiment.Experiment, trainer: Trainer, workdir: str) -> TrainStat
     metrics_io.log_parameter_overview(state.params)
     writer.write_hparams(metrics_io.flatten_config(config))
   cfg = config.training
-  hooks = metrics_io.progress_hooks(cfg.num_train_steps, writer, workdir)
+  hooks = metrics_io.progress_hooks(cfg.num_train_steps, writer, workdir, cfg.profile_steps)
+  window = metrics_io.MetricWindow()  # Train metrics averaged since the last log.
   eval_rng = jax.random.fold_in(jax.random.key_data(jax.random.key(config.seed)), 2**31 - 1)
 
   preempted = {"flag": False}
@@ -231,6 +266,7 @@ def run(exp: experiment.Experiment, trainer: Trainer, workdir: str) -> TrainStat
       vote = trainer.any_process(preempted["flag"])
       stop = bool(previous_vote) if multi_host else vote
       previous_vote = vote
+      window.add(metrics)
       if pending is not None:
         _check_finite(*pending, cfg.on_nonfinite)
       pending = (metrics, step)
@@ -248,16 +284,18 @@ def run(exp: experiment.Experiment, trainer: Trainer, workdir: str) -> TrainStat
       pending = None
       ckpt.renew_lease()
       if log:
-        scalars = {k: float(v) for k, v in metrics.items() if k != "finite"}
-        writer.write_scalars(done, dict(scalars, num_skipped=float(state.num_skipped)))
+        writer.write_scalars(done, dict(window.compute_and_reset(), num_skipped=float(state.num_skipped)))
       if evaluate:
+        start_time = time.perf_counter()
         result = trainer.evaluate(state.ema_params, eval_rng, should_stop=lambda: preempted["flag"])
         if result is None:  # Aborted by a SIGTERM on some host: checkpoint now instead.
           stop = save = True
         else:
-          writer.write_scalars(done, result)
+          writer.write_scalars(done, dict(result, eval_time_s=time.perf_counter() - start_time))
       if save:
+        start_time = time.perf_counter()
         ckpt.save(state)
+        writer.write_scalars(done, {"checkpoint_time_s": time.perf_counter() - start_time})
       if stop:
         logging.warning("SIGTERM received: checkpointed step %d and stopping.", done)
         break

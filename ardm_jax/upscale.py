@@ -16,6 +16,7 @@ values of the variables with sigma < t. Two parametrisations of that prediction:
     probability of a stage-(s+1) value is the total over its classes.
 """
 import dataclasses
+import math
 import string
 
 import jax
@@ -207,7 +208,7 @@ def upscale_loss_at(logits_fn: objective.LogitsFn, x: jax.Array, sigma: jax.Arra
 
   per_stage=False: the stage is taken as one uniform draw out of S, so its ELBO is multiplied by S (an
   unbiased estimate of the total). per_stage=True: the terms are that stage's own ELBO (sum over stages for
-  the total). Returns (loss, terms) as objective.loss_terms, with 't' the global step.
+  the total). Returns (loss, Terms) as objective.loss_terms, with per_example['t'] the global step.
   """
   num_variables = sigma[0].size
   stage, t = t_global // num_variables, t_global % num_variables
@@ -221,10 +222,9 @@ def upscale_loss(logits_fn: objective.LogitsFn, x: jax.Array, rng: jax.Array, tr
   """Upscale-ARDM training loss in bits/dim: one uniform (stage, step) and order per example.
 
   The global step stage * D + t is drawn uniformly from 0..S*D-1 (stratified over the batch if antithetic).
-  Returns (loss, terms) as objective.loss_terms.
+  Returns (loss, Terms) as objective.loss_terms.
   """
-  order_rng, step_rng = jax.random.split(rng)
-  sigma = orders.sample_orders(order_rng, x.shape)
-  t_global = orders.sample_steps(step_rng, x.shape[0], transitions.num_stages * sigma[0].size, antithetic)
+  num_steps = transitions.num_stages * math.prod(x.shape[1:])
+  sigma, t_global = objective.sample_orders_and_steps(rng, x.shape, num_steps, antithetic)
   return upscale_loss_at(logits_fn, x, sigma, t_global, transitions, parametrisation=parametrisation,
                          ce_weight=ce_weight)

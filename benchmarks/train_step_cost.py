@@ -1,91 +1,163 @@
-r"""Cost of one train step of each full-size paper config: XLA FLOPs and measured time on this machine.
+r"""Cost of one train step of each full-size paper config: FLOPs (XLA against an analytic count) and memory.
 
-FLOPs come from XLA's cost analysis of the compiled step at the config's global batch (hardware independent;
-divide by an accelerator's sustained FLOP/s to project). The time is measured at a small batch (the full batch
-of the 124M-parameter U-Net would take many minutes per step on a CPU) and scaled by the batch ratio in the
-last column only as a rough CPU projection.
+Compiles the jitted train step at the config's global batch (lower + compile only; nothing runs) for float32
+and bfloat16 compute, each without and with rematerialisation ('full': every block keeps only its inputs), and
+reads XLA's cost analysis (FLOPs, hardware independent) and memory analysis (arguments + outputs + temporaries
+- donated aliases: the peak of this compiler's buffer assignment; a GPU/TPU compiler fuses differently, so its
+peak differs somewhat). The analytic count is written from the architecture alone (convolutions, dense layers,
+attention; 2 FLOPs per multiply-add; backward = 2 x forward), independently of the Flax code, and must agree
+with XLA within 10% without rematerialisation.
 
-  python benchmarks/train_step_cost.py [--configs=cifar10,text8] [--time_batch=2] [--repeats=3]
+  python benchmarks/train_step_cost.py [--configs=cifar10,text8] [--variants=float32/none,bfloat16/full]
+
+Prints a table and writes benchmarks/results/train_step_cost.json.
 """
 import importlib
-import os
+import json
+import math
+import pathlib
 import sys
 import time
-import types
 
 from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ardm_jax import experiment  # pylint: disable=g-import-not-at-top
-from ardm_jax import train  # pylint: disable=g-import-not-at-top
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # Run from a checkout, no install.
+from ardm_jax import experiment  # pylint: disable=g-import-not-at-top,wrong-import-position
+from ardm_jax import train  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("configs", ["cifar10", "cifar10_upscale", "text8", "text8_upscale"], "Config modules.")
-flags.DEFINE_integer("time_batch", 2, "Global batch of the timed steps.")
-flags.DEFINE_integer("repeats", 3, "Timed steps (median reported), after one compile + warm-up step.")
+flags.DEFINE_list("configs", ["text8", "text8_upscale", "cifar10", "cifar10_middle_attn", "cifar10_upscale"],
+                  "Config modules; cifar10_middle_attn is cifar10 with model.attn_everywhere=False.")
+flags.DEFINE_list("variants", ["float32/none", "bfloat16/none", "float32/full", "bfloat16/full"],
+                  "model.dtype/model.remat pairs.")
+flags.DEFINE_list("all_variants", ["text8", "cifar10"],
+                  "Configs compiled in every variant; the others only in the first (a U-Net compile takes minutes "
+                  "on a small CPU, and the upscale networks differ from these only in their input/output layers).")
+flags.DEFINE_bool("print_only", False, "Print the table of the JSON at --out without compiling.")
+flags.DEFINE_string("out", str(pathlib.Path(__file__).parent / "results" / "train_step_cost.json"), "JSON path.")
 
 EVENT = {"cifar10": ((32, 32, 3), 256), "text8": ((250,), 27)}
 
 
-def shape_only_experiment(config) -> experiment.Experiment:
-  """The experiment of `config` with a dataset stub that only knows shapes (no data needed)."""
-  event_shape, num_classes = EVENT[config.data.name]
-  event_shape = (config.data.seq_len,) if config.data.name == "text8" else event_shape
-  transitions = experiment.build_transitions(config, num_classes)
-  return experiment.Experiment(
-      config=config, dataset=types.SimpleNamespace(event_shape=event_shape, num_classes=num_classes),
-      model=experiment.build_model(config, num_classes, transitions),
-      optimizer=experiment.make_optimizer(config.optimizer), transitions=transitions)
+def load_config(name: str):
+  if name == "cifar10_middle_attn":
+    config = importlib.import_module("configs.cifar10").get_config()
+    config.model.attn_everywhere = False
+    return config
+  return importlib.import_module(f"configs.{name}").get_config()
 
 
-def step_flops(trainer: train.Trainer, state, batch_size: int) -> float:
-  x = jax.ShapeDtypeStruct((batch_size,) + tuple(trainer.exp.dataset.event_shape), jnp.int32,
+def unet_forward_flops(ch: int, num_res_blocks: int, attn_everywhere: bool, height: int, width: int,
+                       channels: int, num_stages: int, outputs_per_channel: int) -> float:
+  """Multiply-add FLOPs (x2) of one U-Net forward pass on one example (arXiv 2110.02037, appendix)."""
+  pos = height * width
+
+  def conv3x3(c_in, c_out):
+    return 2 * pos * 9 * c_in * c_out
+
+  def dense(c_in, c_out, rows=pos):
+    return 2 * rows * c_in * c_out
+
+  def res_block(c_in):
+    shortcut = dense(c_in, ch) if c_in != ch else 0
+    return conv3x3(c_in, ch) + dense(4 * ch, ch, rows=1) + conv3x3(ch, ch) + shortcut
+
+  attention = 4 * dense(ch, ch) + 2 * (2 * pos * pos * ch)  # q, k, v, out projections; QK^T and AV.
+  emb_ch = ch // 4
+  flops = dense(ch, 4 * ch, rows=1) + dense(4 * ch, 4 * ch, rows=1)  # Step embedding MLP.
+  flops += conv3x3(channels + channels + (num_stages if num_stages > 1 else 0), 3 * emb_ch)  # Input conv.
+  flops += dense(channels * emb_ch, emb_ch)  # Value embeddings projected.
+  flops += num_res_blocks * res_block(ch)  # Down.
+  flops += 2 * res_block(ch) + attention  # Middle.
+  flops += (num_res_blocks + 1) * res_block(2 * ch)  # Up, on concat(h, skip).
+  flops += (2 * num_res_blocks + 1) * attention * attn_everywhere
+  flops += conv3x3(ch, channels * outputs_per_channel)  # Output conv.
+  return flops
+
+
+def transformer_forward_flops(num_layers: int, width: int, mlp_dim: int, length: int, outputs: int) -> float:
+  """Multiply-add FLOPs (x2) of one Transformer forward pass on one sequence (arXiv 2110.02037, appendix)."""
+  per_layer = 2 * length * 4 * width * width + 2 * (2 * length * length * width) + 2 * 2 * length * width * mlp_dim
+  return num_layers * per_layer + 2 * length * width * outputs
+
+
+def analytic_step_flops(config, exp: experiment.Experiment) -> float:
+  """Forward + backward (2 x forward: gradients w.r.t. activations and weights) over the global batch."""
+  m = config.model
+  outputs = exp.model.num_classes_out
+  if m.name == "unet":
+    height, width, channels = exp.dataset.event_shape
+    forward = unet_forward_flops(m.ch, m.num_res_blocks, m.attn_everywhere, height, width, channels,
+                                 exp.num_stages, outputs)
+  else:
+    forward = transformer_forward_flops(m.num_layers, m.width, m.mlp_dim, exp.num_variables, outputs)
+  return 3 * forward * config.training.batch_size
+
+
+def compile_step(exp: experiment.Experiment):
+  trainer = train.Trainer(exp, devices=jax.devices()[:1])
+  x = jax.ShapeDtypeStruct((exp.config.training.batch_size,) + tuple(exp.dataset.event_shape), jnp.int32,
                            sharding=trainer.batch_sharding)
-  compiled = trainer.train_step.lower(state, x).compile()
-  analysis = compiled.cost_analysis()
-  analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
-  return float(analysis["flops"])
+  return trainer.train_step.lower(trainer.abstract_state(), x).compile()
 
 
 def main(argv):
   del argv
+  if FLAGS.print_only:
+    print_table(json.loads(pathlib.Path(FLAGS.out).read_text())["rows"])
+    return
   rows = []
-  for name in FLAGS.configs:
-    config = importlib.import_module(f"configs.{name}").get_config()
-    exp = shape_only_experiment(config)
-    trainer = train.Trainer(exp)
-    abstract = trainer.abstract_state()
-    full_batch = config.training.batch_size
-    flops_full = step_flops(trainer, abstract, full_batch)
-    flops_small = step_flops(trainer, abstract, FLAGS.time_batch)
-    state = trainer.init(jax.random.key_data(jax.random.key(0)))
-    num_params = sum(p.size for p in jax.tree.leaves(state.params))
-    x = np.zeros((FLAGS.time_batch,) + tuple(exp.dataset.event_shape), np.int32)
-    t0 = time.perf_counter()
-    state, metrics = trainer.train_step(state, trainer.global_array(x))
-    jax.block_until_ready(metrics["loss"])
-    compile_s = time.perf_counter() - t0
-    times = []
-    for _ in range(FLAGS.repeats):
-      t0 = time.perf_counter()
-      state, metrics = trainer.train_step(state, trainer.global_array(x))
-      jax.block_until_ready(metrics["loss"])
-      times.append(time.perf_counter() - t0)
-    step_s = float(np.median(times))
-    rows.append((name, num_params, full_batch, flops_full, FLAGS.time_batch, flops_small, step_s, compile_s))
-    print(f"done {name}", flush=True)
+  # Every config's first variant before the other variants, so an interrupted run has every FLOP count.
+  jobs = [(name, FLAGS.variants[0]) for name in FLAGS.configs]
+  jobs += [(name, v) for name in FLAGS.configs if name in FLAGS.all_variants for v in FLAGS.variants[1:]]
+  for name, variant in jobs:
+    dtype, remat = variant.split("/")
+    config = load_config(name)
+    config.model.dtype, config.model.remat = dtype, remat
+    event_shape, num_classes = EVENT[config.data.name]
+    exp = experiment.shape_only_experiment(config, event_shape, num_classes)
+    start = time.perf_counter()
+    compiled = compile_step(exp)
+    compile_s = time.perf_counter() - start
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    memory = compiled.memory_analysis()
+    peak = (memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes
+            - memory.alias_size_in_bytes)
+    num_params = sum(math.prod(s.shape) for s in jax.tree.leaves(jax.eval_shape(
+        exp.init_params, jax.random.key(0))))
+    row = {"config": name, "dtype": dtype, "remat": remat, "batch": config.training.batch_size,
+           "params": num_params, "xla_flops": float(cost["flops"]),
+           "analytic_flops": analytic_step_flops(config, exp), "peak_bytes": int(peak),
+           "argument_bytes": int(memory.argument_size_in_bytes), "temp_bytes": int(memory.temp_size_in_bytes),
+           "compile_s": compile_s}
+    row["xla_over_analytic"] = row["xla_flops"] / row["analytic_flops"]
+    rows.append(row)
+    print(f"done {name} {variant} ({compile_s:.0f} s)", flush=True)
+    write_json(rows)  # After every row: a long run interrupted keeps what it measured.
+  print_table(rows)
+  print(f"\nwrote {FLAGS.out}")
 
-  print(f"\ndevices: {jax.device_count()} x {jax.devices()[0].device_kind}")
-  header = (f"{'config':<16} {'params':>12} {'batch':>6} {'TFLOP/step':>11} {'t_batch':>7} {'TFLOP':>8} "
-            f"{'s/step':>8} {'GFLOP/s':>8} {'compile s':>9} {'CPU s/full step':>15}")
-  print(header)
-  for name, n, b, f, tb, fs, s, c in rows:
-    print(f"{name:<16} {n:>12,} {b:>6} {f / 1e12:>11.2f} {tb:>7} {fs / 1e12:>8.4f} {s:>8.2f} "
-          f"{fs / s / 1e9:>8.1f} {c:>9.1f} {s * f / fs:>15.0f}")
+
+def print_table(rows):
+  header = ("| config | dtype | remat | batch | params | XLA TFLOP/step | analytic TFLOP/step | XLA/analytic "
+            "| peak GiB | args GiB | temp GiB |")
+  print(f"\njax {jax.__version__}, {jax.devices()[0].device_kind} compiler\n\n{header}")
+  print("|---" * (header.count("|") - 1) + "|")
+  for r in rows:
+    print(f"| {r['config']} | {r['dtype']} | {r['remat']} | {r['batch']} | {r['params']:,} | "
+          f"{r['xla_flops'] / 1e12:.1f} | {r['analytic_flops'] / 1e12:.1f} | {r['xla_over_analytic']:.3f} | "
+          f"{r['peak_bytes'] / 2**30:.1f} | {r['argument_bytes'] / 2**30:.2f} | {r['temp_bytes'] / 2**30:.1f} |")
+
+
+def write_json(rows):
+  out = pathlib.Path(FLAGS.out)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps({"jax": jax.__version__, "device": jax.devices()[0].device_kind,
+                             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

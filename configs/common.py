@@ -17,7 +17,9 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.model = ml_collections.ConfigDict()
   c.model.name = ""  # 'unet' | 'transformer'; the remaining keys are that module's fields.
-  c.model.dtype = "float32"  # Compute dtype: 'float32' | 'bfloat16' (parameters stay float32).
+  c.model.dtype = "float32"  # Compute dtype 'float32' | 'bfloat16' (params, optimizer state, logits stay float32).
+  c.model.attention = "einsum"  # 'einsum' (Flax default) | 'dot_product' (jax.nn.dot_product_attention, cuDNN).
+  c.model.remat = "none"  # Rematerialise every block: 'none' | 'full' | 'dots' | 'dots_no_batch'.
   c.model.dropout = 0.0  # Dropout rate in [0, 1).
 
   c.objective = oa_objective(absorbing_value=128)
@@ -41,6 +43,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.training.max_checkpoints_to_keep = 3
   c.training.tracker_momentum = 0.95  # EMA momentum of the per-step losses L_t.
   c.training.on_nonfinite = "stop"  # 'stop' (raise, naming the step) | 'skip' (drop the update, count it).
+  c.training.grad_accum_steps = 1  # Micro-batches per update (same update as the full batch, less memory).
+  c.training.compilation_cache_dir = ""  # Persistent XLA compilation cache directory; '' = off.
+  c.training.profile_steps = 0  # > 0: jax.profiler trace of that many steps from step 10, hourly (workdir).
 
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 128

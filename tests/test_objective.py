@@ -34,12 +34,12 @@ def test_enumerated_elbo_equals_log_likelihood_for_every_x():
   loss_at = jax.jit(lambda x, s, t: objective.oa_ardm_loss_at(logits_fn, x, s, t, absorbing_value=ABSORBING))
   _, terms = loss_at(xs[n_idx], sigma, jnp.asarray(t_idx, jnp.int32))
   bits = D * math.log(2.0)
-  elbo = -np.asarray(terms["nelbo_bpd_per_example"]).reshape(len(xs), len(perms) * D) * bits
+  elbo = -np.asarray(terms.per_example["nelbo_bpd"]).reshape(len(xs), len(perms) * D) * bits
   np.testing.assert_allclose(elbo.mean(axis=1), np.log(joint), rtol=1e-5, atol=1e-5)
   # The per-step losses L_t, averaged over orders, sum over t to the bits/dim of x.
-  step_loss = np.asarray(terms["step_loss"]).reshape(len(xs), len(perms), D)
+  step_loss = np.asarray(terms.per_example["step_loss"]).reshape(len(xs), len(perms), D)
   np.testing.assert_allclose(step_loss.mean(axis=1).sum(axis=1), -np.log2(joint) / D, rtol=1e-5, atol=1e-6)
-  assert np.all(np.asarray(terms["t"]) == t_idx)
+  assert np.all(np.asarray(terms.per_example["t"]) == t_idx)
 
 
 def test_sampled_estimator_is_unbiased_uniform_and_antithetic():
@@ -50,7 +50,7 @@ def test_sampled_estimator_is_unbiased_uniform_and_antithetic():
   exact_bpd = float(np.mean(-np.log2(joint)) / D)
   for antithetic in (False, True):
     draw = jax.jit(functools.partial(jax.lax.map, lambda key: objective.oa_ardm_loss(
-        logits_fn, xs, key, absorbing_value=ABSORBING, antithetic=antithetic)[1]["nelbo_bpd"]))
+        logits_fn, xs, key, absorbing_value=ABSORBING, antithetic=antithetic)[1].scalars["nelbo_bpd"]))
     batch_means = np.asarray(draw(jax.random.split(jax.random.key(int(antithetic)), 400)), np.float64)
     stderr = batch_means.std(ddof=1) / np.sqrt(len(batch_means))
     assert abs(batch_means.mean() - exact_bpd) < 4 * stderr, (antithetic, batch_means.mean(), exact_bpd, stderr)
@@ -63,7 +63,7 @@ def test_antithetic_removes_the_variance_due_to_t():
   x = jnp.zeros((2 * D, *EVENT), jnp.int32)
   for antithetic, expect_constant in ((True, True), (False, False)):
     draw = jax.jit(functools.partial(jax.lax.map, lambda key: objective.oa_ardm_loss(
-        t_dependent, x, key, absorbing_value=ABSORBING, antithetic=antithetic)[1]["nelbo_bpd"]))
+        t_dependent, x, key, absorbing_value=ABSORBING, antithetic=antithetic)[1].scalars["nelbo_bpd"]))
     batch_means = np.asarray(draw(jax.random.split(jax.random.key(7), 50)))
     assert (np.ptp(batch_means) < 1e-5) == expect_constant, np.ptp(batch_means)
 
@@ -78,11 +78,13 @@ def test_terms_by_hand_for_a_uniform_network():
   loss, terms = jax.jit(lambda x, s, t: objective.oa_ardm_loss_at(logits_fn, x, s, t, absorbing_value=2,
                                                                   ce_weight=ce_weight))(x, sigma, t)
   log2k = math.log2(num_classes)
-  np.testing.assert_allclose(terms["nelbo_bpd_per_example"], log2k * np.ones(4), rtol=1e-6)
-  np.testing.assert_allclose(terms["step_loss"], log2k / 6 * np.ones(4), rtol=1e-6)
-  np.testing.assert_allclose(terms["ce_bpd"], np.mean((6 - np.array([0, 1, 3, 5])) / 6) * log2k, rtol=1e-6)
-  np.testing.assert_allclose(loss, log2k + ce_weight * terms["ce_bpd"], rtol=1e-6)
-  assert terms["loss"] == loss and terms["nelbo_bpd"].shape == () and terms["t"].shape == (4,)
+  np.testing.assert_allclose(terms.per_example["nelbo_bpd"], log2k * np.ones(4), rtol=1e-6)
+  np.testing.assert_allclose(terms.per_example["step_loss"], log2k / 6 * np.ones(4), rtol=1e-6)
+  np.testing.assert_allclose(terms.scalars["ce_bpd"], np.mean((6 - np.array([0, 1, 3, 5])) / 6) * log2k,
+                             rtol=1e-6)
+  np.testing.assert_allclose(loss, log2k + ce_weight * terms.scalars["ce_bpd"], rtol=1e-6)
+  assert terms.scalars["loss"] == loss and terms.scalars["nelbo_bpd"].shape == ()
+  assert terms.per_example["t"].shape == (4,)
 
 
 def test_network_never_sees_the_variables_it_predicts():
@@ -91,7 +93,7 @@ def test_network_never_sees_the_variables_it_predicts():
   x = jax.random.randint(jax.random.key(2), (64, *EVENT), 0, K)
   _, terms = jax.jit(lambda x, key: objective.oa_ardm_loss(copy_input, x, key, absorbing_value=ABSORBING))(
       x, jax.random.key(3))
-  np.testing.assert_allclose(terms["nelbo_bpd_per_example"], math.log2(K) * np.ones(64), rtol=1e-5)
+  np.testing.assert_allclose(terms.per_example["nelbo_bpd"], math.log2(K) * np.ones(64), rtol=1e-5)
 
 
 def test_antithetic_loss_covers_every_step_once_when_batch_equals_d():
@@ -99,7 +101,7 @@ def test_antithetic_loss_covers_every_step_once_when_batch_equals_d():
   x = jnp.zeros((D, *EVENT), jnp.int32)
   _, terms = jax.jit(lambda key: objective.oa_ardm_loss(logits_fn, x, key, absorbing_value=ABSORBING,
                                                         antithetic=True))(jax.random.key(4))
-  np.testing.assert_array_equal(np.sort(terms["t"]), np.arange(D))
+  np.testing.assert_array_equal(np.sort(terms.per_example["t"]), np.arange(D))
 
 
 def test_gradient_is_zero_at_known_positions_only():

@@ -132,8 +132,8 @@ def _enumerated_elbo(tr, parametrisation, num_variables, seed):
   loss_at = jax.jit(lambda x, s, t: upscale.upscale_loss_at(logits_fn, x, s, t, tr,
                                                             parametrisation=parametrisation)[1])
   terms = loss_at(jnp.asarray(xs[n]), jnp.asarray(perms[p]), jnp.asarray(g, jnp.int32))
-  elbo = -np.asarray(terms["nelbo_bpd_per_example"]).reshape(len(xs), -1) * num_variables * math.log(2)
-  step_loss = np.asarray(terms["step_loss"]).reshape(len(xs), len(perms), num_steps)
+  elbo = -np.asarray(terms.per_example["nelbo_bpd"]).reshape(len(xs), -1) * num_variables * math.log(2)
+  step_loss = np.asarray(terms.per_example["step_loss"]).reshape(len(xs), len(perms), num_steps)
   return elbo.mean(1), np.log(joint), step_loss.mean(1).sum(1)
 
 
@@ -155,10 +155,10 @@ def test_sampled_upscale_loss_is_unbiased_and_stratified():
   one_draw = lambda key: upscale.upscale_loss(logits_fn, xs, key, tr, parametrisation="data", antithetic=True)[1]
   draw = jax.jit(functools.partial(jax.lax.map, one_draw))
   terms = draw(jax.random.split(jax.random.key(3), 300))
-  batch_means = np.asarray(terms["nelbo_bpd"], np.float64)
+  batch_means = np.asarray(terms.scalars["nelbo_bpd"], np.float64)
   exact_bpd = np.mean(-np.log2(joint)) / 3
   assert abs(batch_means.mean() - exact_bpd) < 4 * batch_means.std(ddof=1) / np.sqrt(300)
-  counts = np.stack([np.bincount(t, minlength=6) for t in np.asarray(terms["t"])])
+  counts = np.stack([np.bincount(t, minlength=6) for t in np.asarray(terms.per_example["t"])])
   assert counts.min() >= 4 and counts.max() <= 5  # 27 examples over S*D = 6 global steps
 
 

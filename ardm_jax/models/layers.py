@@ -1,6 +1,8 @@
-"""Pieces shared by the networks: sinusoidal embeddings and an allocation-free parameter count."""
+"""Pieces shared by the networks: sinusoidal embeddings, attention and rematerialisation choices, and an
+allocation-free parameter count."""
 import math
 
+from absl import logging
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -41,3 +43,57 @@ def count_params(module: nn.Module, event_shape) -> int:
   t = jax.ShapeDtypeStruct((1,), jnp.int32)
   shapes = jax.eval_shape(module.init, jax.random.key(0), x_in, known, t)
   return sum(int(np.prod(leaf.shape)) for leaf in jax.tree_util.tree_leaves(shapes["params"]))
+
+
+def _fused_attention(query, key, value, dtype=None):
+  """Flax `attention_fn` through `jax.nn.dot_product_attention`: query/key/value [B, L, heads, head_dim].
+
+  On GPUs with bf16/fp16 inputs it asks for cuDNN's fused (flash) attention and falls back to XLA when JAX
+  refuses the shapes (e.g. a head size cuDNN does not support); elsewhere XLA (in jax 0.10,
+  implementation=None still means XLA). The softmax is computed in float32 either way, like the einsum path
+  with force_fp32_for_softmax.
+  """
+  if dtype is not None:
+    query, key, value = (a.astype(dtype) for a in (query, key, value))
+  if jax.default_backend() == "gpu" and query.dtype in (jnp.bfloat16, jnp.float16):
+    try:
+      return jax.nn.dot_product_attention(query, key, value, implementation="cudnn")
+    except (NotImplementedError, ValueError, RuntimeError) as e:
+      logging.log_first_n(logging.WARNING, "cuDNN attention unavailable (%s); using XLA.", 1, e)
+  return jax.nn.dot_product_attention(query, key, value, implementation=None)
+
+
+ATTENTION = {
+    "einsum": nn.dot_product_attention,  # Flax's default: two einsums around a float32 softmax.
+    "dot_product": _fused_attention,
+}
+
+# Rematerialisation policies of each residual block: which intermediates the backward pass keeps; the rest is
+# recomputed (jax.checkpoint_policies). 'full' keeps only the block inputs.
+REMAT_POLICIES = {
+    "full": None,
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+def attention_fn(name: str):
+  """The attention function for `nn.MultiHeadDotProductAttention` named by `model.attention`."""
+  if name not in ATTENTION:
+    raise ValueError(f"model.attention = {name!r} is not one of {list(ATTENTION)}")
+  return ATTENTION[name]
+
+
+def remat_block(block_cls, policy: str, static_argnums=()):
+  """block_cls wrapped in `nn.remat` with the named policy, or unchanged for 'none' (same parameter tree).
+
+  Args:
+    block_cls: a Flax module class.
+    policy: 'none' or a key of REMAT_POLICIES.
+    static_argnums: positions of Python-valued call arguments (e.g. `train`), counting `self` as 0.
+  """
+  if policy == "none":
+    return block_cls
+  if policy not in REMAT_POLICIES:
+    raise ValueError(f"model.remat = {policy!r} is not one of {['none', *REMAT_POLICIES]}")
+  return nn.remat(block_cls, policy=REMAT_POLICIES[policy], static_argnums=static_argnums)

@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from ardm_jax.models.layers import sinusoidal_embedding
+from ardm_jax.models import layers
 
 # Unit-variance embeddings, the same scale as the sinusoidal position features they are added to.
 _embed_init = nn.initializers.normal(stddev=1.0)
@@ -23,13 +23,15 @@ class TransformerBlock(nn.Module):
   mlp_dim: int
   dropout: float
   dtype: jnp.dtype
+  attention: str = "einsum"
 
   @nn.compact
   def __call__(self, x_BxDxW, train: bool):
     width = x_BxDxW.shape[-1]
     h = nn.LayerNorm(dtype=self.dtype, name="attn_norm")(x_BxDxW)
     h = nn.MultiHeadDotProductAttention(
-        num_heads=self.num_heads, dtype=self.dtype, force_fp32_for_softmax=True, name="attention")(h)
+        num_heads=self.num_heads, dtype=self.dtype, force_fp32_for_softmax=True,
+        attention_fn=layers.attention_fn(self.attention), name="attention")(h)
     x_BxDxW = x_BxDxW + nn.Dropout(self.dropout)(h, deterministic=not train)
     h = nn.LayerNorm(dtype=self.dtype, name="mlp_norm")(x_BxDxW)
     h = nn.Dense(self.mlp_dim, dtype=self.dtype, name="mlp_in")(h)
@@ -47,6 +49,8 @@ class Transformer(nn.Module):
     num_stages: upscale stages S (1 = OA-ARDM, t unused); t is the global step stage * D + t_local.
     dropout: rate after the embeddings and each residual branch (train=True only; needs a 'dropout' rng).
     dtype: compute dtype, 'float32' or 'bfloat16'; parameters stay float32 and logits are returned as float32.
+    attention: 'einsum' (Flax's default) or 'dot_product' (jax.nn.dot_product_attention: cuDNN where it applies).
+    remat: 'none' or a rematerialisation policy of every block (layers.REMAT_POLICIES).
   """
   num_classes: int = 27
   num_classes_out: int = 27
@@ -57,6 +61,8 @@ class Transformer(nn.Module):
   num_stages: int = 1
   dropout: float = 0.0
   dtype: str = "float32"
+  attention: str = "einsum"
+  remat: str = "none"
 
   @nn.compact
   def __call__(self, x_in, known, t, train: bool = False):
@@ -77,15 +83,16 @@ class Transformer(nn.Module):
     h = nn.Embed(self.num_classes + 1, self.width, embedding_init=_embed_init, name="token_embed")(tokens_BxD)
     h = h + nn.Embed(2, self.width, embedding_init=_embed_init, name="known_embed")(
         known.reshape(batch, num_variables).astype(jnp.int32))
-    h = h + sinusoidal_embedding(jnp.arange(num_variables), self.width)[None]
+    h = h + layers.sinusoidal_embedding(jnp.arange(num_variables), self.width)[None]
     if self.num_stages > 1:
       stage_B = t // num_variables
       h = h + nn.Embed(self.num_stages, self.width, embedding_init=_embed_init, name="stage_embed")(
           stage_B)[:, None, :]
     h = nn.Dropout(self.dropout)(h.astype(dtype), deterministic=not train)
 
+    block = layers.remat_block(TransformerBlock, self.remat, static_argnums=(2,))  # (self, x, train)
     for i in range(self.num_layers):
-      h = TransformerBlock(self.num_heads, self.mlp_dim, self.dropout, dtype, name=f"block_{i}")(h, train)
+      h = block(self.num_heads, self.mlp_dim, self.dropout, dtype, self.attention, name=f"block_{i}")(h, train)
 
     h = nn.LayerNorm(dtype=dtype, name="final_norm")(h)
     logits = nn.Dense(self.num_classes_out, dtype=dtype, name="logits")(h)

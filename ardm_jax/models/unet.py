@@ -7,13 +7,14 @@ Layout (ch channels everywhere, N = num_res_blocks):
      skip, as in VDM and the reference code) -> GroupNorm, swish, 3x3 conv to channels * C logits.
 With `attn_everywhere` an attention block follows every down and up ResBlock (the reference code's setting).
 """
+import functools
 import math
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ardm_jax.models.layers import sinusoidal_embedding
+from ardm_jax.models import layers
 
 # Step embeddings see t rescaled to [0, 1000) whatever the number of steps, as in the reference code.
 _TIME_SCALE = 1000.0
@@ -52,6 +53,7 @@ class AttnBlock(nn.Module):
   """Residual full self-attention over all H*W positions."""
   num_heads: int
   dtype: jnp.dtype
+  attention: str = "einsum"
 
   @nn.compact
   def __call__(self, x_BxHxWxC):
@@ -59,7 +61,7 @@ class AttnBlock(nn.Module):
     h = _group_norm(channels, self.dtype)(x_BxHxWxC).reshape(batch, height * width, channels)
     h = nn.MultiHeadDotProductAttention(
         num_heads=self.num_heads, dtype=self.dtype, out_kernel_init=nn.initializers.zeros,
-        force_fp32_for_softmax=True, name="attention")(h)
+        force_fp32_for_softmax=True, attention_fn=layers.attention_fn(self.attention), name="attention")(h)
     return x_BxHxWxC + h.reshape(x_BxHxWxC.shape)
 
 
@@ -76,6 +78,8 @@ class UNet(nn.Module):
     num_heads: attention heads.
     dropout: dropout rate inside ResBlocks (used only when train=True; needs a 'dropout' rng).
     dtype: compute dtype, 'float32' or 'bfloat16'; parameters stay float32 and logits are returned as float32.
+    attention: 'einsum' (Flax's default) or 'dot_product' (jax.nn.dot_product_attention: cuDNN where it applies).
+    remat: 'none' or a rematerialisation policy of every ResBlock and attention block (layers.REMAT_POLICIES).
   """
   num_classes: int = 256
   num_classes_out: int = 256
@@ -86,6 +90,8 @@ class UNet(nn.Module):
   num_heads: int = 1
   dropout: float = 0.0
   dtype: str = "float32"
+  attention: str = "einsum"
+  remat: str = "none"
 
   @nn.compact
   def __call__(self, x_in, known, t, train: bool = False):
@@ -104,7 +110,7 @@ class UNet(nn.Module):
     num_steps = self.num_stages * num_variables
 
     # Step embedding: sinusoids of t scaled to [0, 1000), then an MLP, shared by every ResBlock.
-    temb = sinusoidal_embedding(t * (_TIME_SCALE / num_steps), self.ch)
+    temb = layers.sinusoidal_embedding(t * (_TIME_SCALE / num_steps), self.ch)
     temb = nn.Dense(4 * self.ch, dtype=dtype, name="temb_dense0")(temb)
     temb = nn.Dense(4 * self.ch, dtype=dtype, name="temb_dense1")(nn.swish(temb))
 
@@ -122,22 +128,24 @@ class UNet(nn.Module):
     h_emb = nn.Dense(emb_ch, dtype=dtype, name="value_proj")(value_emb)
     h = jnp.concatenate([h_conv.astype(dtype), h_emb], axis=-1)
 
+    res_block = layers.remat_block(ResBlock, self.remat, static_argnums=(3,))  # (self, x, temb, train)
+    attn_block = functools.partial(layers.remat_block(AttnBlock, self.remat), attention=self.attention)
     skips = [h]
     for i in range(self.num_res_blocks):
-      h = ResBlock(self.ch, self.dropout, dtype, name=f"down_block_{i}")(h, temb, train)
+      h = res_block(self.ch, self.dropout, dtype, name=f"down_block_{i}")(h, temb, train)
       if self.attn_everywhere:
-        h = AttnBlock(self.num_heads, dtype, name=f"down_attn_{i}")(h)
+        h = attn_block(self.num_heads, dtype, name=f"down_attn_{i}")(h)
       skips.append(h)
 
-    h = ResBlock(self.ch, self.dropout, dtype, name="mid_block_1")(h, temb, train)
-    h = AttnBlock(self.num_heads, dtype, name="mid_attn")(h)
-    h = ResBlock(self.ch, self.dropout, dtype, name="mid_block_2")(h, temb, train)
+    h = res_block(self.ch, self.dropout, dtype, name="mid_block_1")(h, temb, train)
+    h = attn_block(self.num_heads, dtype, name="mid_attn")(h)
+    h = res_block(self.ch, self.dropout, dtype, name="mid_block_2")(h, temb, train)
 
     for i in range(self.num_res_blocks + 1):
-      h = ResBlock(self.ch, self.dropout, dtype, name=f"up_block_{i}")(
+      h = res_block(self.ch, self.dropout, dtype, name=f"up_block_{i}")(
           jnp.concatenate([h, skips.pop()], axis=-1), temb, train)
       if self.attn_everywhere:
-        h = AttnBlock(self.num_heads, dtype, name=f"up_attn_{i}")(h)
+        h = attn_block(self.num_heads, dtype, name=f"up_attn_{i}")(h)
 
     h = nn.swish(_group_norm(self.ch, dtype, name="norm_out")(h))
     # Zero-initialised: training starts from uniform predictions (VDM).
