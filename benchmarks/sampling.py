@@ -26,6 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # Run from a checkout, no install.
 from ardm_jax import experiment  # pylint: disable=g-import-not-at-top,wrong-import-position
+from ardm_jax import plan_walk  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ardm_jax import planner  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ardm_jax import sampler  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -61,8 +62,8 @@ def main(argv):
       return exp.model.apply({"params": params}, x_in, known, t)
 
     shape = (FLAGS.num_samples,) + tuple(event_shape)
-    sample = jax.jit(lambda rng, starts: sampler.sample_oa(
-        logits_fn, rng, starts, shape, absorbing_value=config.objective.absorbing_value))
+    process = plan_walk.oa_process(exp.dataset.num_classes, config.objective.absorbing_value)
+    sample = jax.jit(lambda rng, starts: sampler.sample(logits_fn, rng, starts, shape, process))
     for budget in BUDGETS:
       budget = num_variables if budget == "D" else budget
       if budget > num_variables or budget > FLAGS.max_calls:
