@@ -75,7 +75,7 @@ def test_command_line_mistakes(flags, message, text8_zip):
 @pytest.mark.parametrize("overrides, error, message", [
     pytest.param({"model.widht": 64}, experiment.ConfigError,
                  "config.model.widht is not a key of model.name='transformer'; remove or rename it (its keys: "
-                 "name, num_heads, dropout, dtype, num_layers, width, mlp_dim).", id="mistyped_model_field"),
+                 "name, num_heads, dropout, dtype, attention, remat, num_layers, width, mlp_dim).", id="mistyped_model_field"),
     pytest.param({"data.sequence_length": 64}, experiment.ConfigError,
                  "config.data.sequence_length is not a key of data.name='text8'; remove or rename it (its keys: "
                  "name, seed, seq_len, path, eval_split).", id="mistyped_data_field"),
