@@ -13,6 +13,7 @@ run then moves the bad newer steps to `<workdir>/unusable_checkpoints/` (orbax w
 step numbers again). If every checkpoint is bad, or the directory holds only things that are not checkpoints,
 it raises instead of silently starting over.
 """
+
 import hashlib
 import json
 import time
@@ -30,10 +31,19 @@ from ardm_jax import metrics_io
 from ardm_jax import paths
 
 # Fields that may change between a run and its resumption; any other difference means another experiment.
-RESUMABLE_FIELDS = ("training.num_train_steps", "training.log_every_steps", "training.eval_every_steps",
-                    "training.checkpoint_every_steps", "training.max_checkpoints_to_keep",
-                    "training.on_nonfinite", "training.compilation_cache_dir", "training.profile_steps",
-                    "data.path", "data.tfds_data_dir", "data.download")
+RESUMABLE_FIELDS = (
+  "training.num_train_steps",
+  "training.log_every_steps",
+  "training.eval_every_steps",
+  "training.checkpoint_every_steps",
+  "training.max_checkpoints_to_keep",
+  "training.on_nonfinite",
+  "training.compilation_cache_dir",
+  "training.profile_steps",
+  "data.path",
+  "data.tfds_data_dir",
+  "data.download",
+)
 RESUMABLE_SECTIONS = ("eval.", "sample.", "compress.")
 UNUSABLE_DIR = "unusable_checkpoints"
 CONFIG_NAME = "config.json"  # The config a workdir was trained with (eval/sample/plan/compress reuse it).
@@ -113,7 +123,8 @@ class Checkpointer:
     else:
       self._take_lease()
       options = ocp.CheckpointManagerOptions(
-          max_to_keep=config.training.max_checkpoints_to_keep, create=True, cleanup_tmp_directories=True)
+        max_to_keep=config.training.max_checkpoints_to_keep, create=True, cleanup_tmp_directories=True
+      )
     try:
       self.manager = ocp.CheckpointManager(self.directory, options=options)
     except Exception as e:
@@ -156,8 +167,10 @@ class Checkpointer:
       self.manager.wait_until_finished()
       self.manager.check_for_errors()
     except Exception as e:
-      raise CheckpointError(f"Saving the checkpoint of step {step} to {self.directory} failed: {_first_line(e)}. "
-                            "Training stopped; fix the cause (space, permissions) and rerun to resume.") from e
+      raise CheckpointError(
+        f"Saving the checkpoint of step {step} to {self.directory} failed: {_first_line(e)}. "
+        "Training stopped; fix the cause (space, permissions) and rerun to resume."
+      ) from e
 
   def save(self, state) -> None:
     step = int(state.step)
@@ -168,12 +181,13 @@ class Checkpointer:
     item = {"config": self.config, "fingerprint": digest, "step": step}
     meta = dict(item, meta_sha256=_json_digest(item))
     try:
-      self.manager.save(step, args=ocp.args.Composite(
-          state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+      self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
       self._pending_step = step
     except Exception as e:
-      raise CheckpointError(f"Saving the checkpoint of step {step} to {self.directory} failed: "
-                            f"{_first_line(e)}. Training stopped; fix the cause and rerun to resume.") from e
+      raise CheckpointError(
+        f"Saving the checkpoint of step {step} to {self.directory} failed: "
+        f"{_first_line(e)}. Training stopped; fix the cause and rerun to resume."
+      ) from e
     self.renew_lease()
 
   def _restore_step(self, step: int, abstract_state):
@@ -184,10 +198,11 @@ class Checkpointer:
     diffs = config_differences(meta["config"], self.config)
     if diffs:
       raise CheckpointError(
-          f"The checkpoint at step {step} in {self.directory} was written by a different config: "
-          + "; ".join(diffs) + ". Use a new --workdir, or rerun with the original config.")
-    state = self.manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state)))["state"]
+        f"The checkpoint at step {step} in {self.directory} was written by a different config: "
+        + "; ".join(diffs)
+        + ". Use a new --workdir, or rerun with the original config."
+      )
+    state = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))["state"]
     if jax.process_index() == 0 and fingerprint(state) != meta["fingerprint"]:
       raise ValueError("its content fingerprint does not match (corrupted or altered files)")
     return state
@@ -215,8 +230,9 @@ class Checkpointer:
       if not all_processes_agree(problem is None):
         bad_steps.append(step)
         problems.append(problem or f"step {step}: unusable on another process")
-        logging.error("Checkpoint at step %d in %s is unusable, trying an older one: %s", step,
-                      self.directory, problems[-1])
+        logging.error(
+          "Checkpoint at step %d in %s is unusable, trying an older one: %s", step, self.directory, problems[-1]
+        )
         continue
       if problems:
         logging.warning("Resumed from step %d after skipping bad checkpoints: %s", step, "; ".join(problems))
@@ -225,8 +241,10 @@ class Checkpointer:
         logging.info("Resumed from checkpoint at step %d.", step)
       return state
     raise CheckpointError(
-        f"Every checkpoint in {self.directory} is unusable, refusing to start over: " + "; ".join(problems)
-        + f". Move {self.directory} away to start from scratch.")
+      f"Every checkpoint in {self.directory} is unusable, refusing to start over: "
+      + "; ".join(problems)
+      + f". Move {self.directory} away to start from scratch."
+    )
 
   def _check_no_leftovers(self) -> None:
     """Raises if the checkpoint directory holds anything but orbax temporaries (unfinished writes)."""
@@ -235,8 +253,9 @@ class Checkpointer:
     others = sorted(p.name for p in self.directory.iterdir() if not ocp.path.step.is_path_temporary(p))
     if others:
       raise CheckpointError(
-          f"{self.directory} holds {others} but no readable checkpoint, refusing to start over: these are not "
-          f"complete orbax checkpoints. Move the directory away to start from scratch.")
+        f"{self.directory} holds {others} but no readable checkpoint, refusing to start over: these are not "
+        f"complete orbax checkpoints. Move the directory away to start from scratch."
+      )
 
   def _set_aside(self, steps: list[int]) -> None:
     """Training only: moves unusable steps to workdir/unusable_checkpoints so the run can save them anew."""

@@ -20,6 +20,7 @@ Data kinds: 'text' (a 27-letter model: a-z and space), 'bytes' (a K = 256 text m
 RGB or grayscale, any size, tiled into the model's patches) and 'array' (.npy of integers in 0..K-1 shaped like
 one or several data points).
 """
+
 import dataclasses
 import functools
 import hashlib
@@ -46,8 +47,13 @@ MAGIC = b"ARDMzip\x00"
 FORMAT_VERSION = 1
 SUFFIX = ".ardm"
 _PREFIX = struct.Struct("<8sHI")
-KINDS = {"text8": "text", "embedded_text": "text", "embedded_bytes": "bytes", "cifar10": "image",
-         "embedded_images": "image"}
+KINDS = {
+  "text8": "text",
+  "embedded_text": "text",
+  "embedded_bytes": "bytes",
+  "cifar10": "image",
+  "embedded_images": "image",
+}
 # XLA flags that change no numerics (how many host devices to fake, where to dump): left out of the fingerprint.
 _IGNORED_XLA_FLAGS = ("--xla_force_host_platform_device_count", "--xla_dump")
 
@@ -66,9 +72,14 @@ def _sha256(*chunks: bytes) -> str:
 def numerics() -> dict:
   """What the network's outputs depend on besides the bundle: decoding needs the encoder's values."""
   flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith(_IGNORED_XLA_FLAGS)]
-  return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "backend": jax.default_backend(),
-          "device": jax.devices()[0].device_kind, "x64": bool(jax.config.jax_enable_x64),
-          "xla_flags": " ".join(sorted(flags))}
+  return {
+    "jax": jax.__version__,
+    "jaxlib": jaxlib.__version__,
+    "backend": jax.default_backend(),
+    "device": jax.devices()[0].device_kind,
+    "x64": bool(jax.config.jax_enable_x64),
+    "xla_flags": " ".join(sorted(flags)),
+  }
 
 
 # ---------------------------------------------------------------------------------------------------- bundle
@@ -77,6 +88,7 @@ def numerics() -> dict:
 @dataclasses.dataclass(frozen=True, eq=False)
 class Bundle:
   """A loaded codec bundle."""
+
   config: ml_collections.ConfigDict
   params: dict
   meta: dict
@@ -106,8 +118,9 @@ class Bundle:
   def plan(self, budget: int) -> np.ndarray:
     """int64 [S, budget]: the starts of every stage's calls."""
     if str(budget) not in self.meta["plans"]:
-      raise CodecError(f"the bundle has no plan for --budget={budget}; it has {self.budgets} (export it with "
-                       f"--budgets=...,{budget}).")
+      raise CodecError(
+        f"the bundle has no plan for --budget={budget}; it has {self.budgets} (export it with --budgets=...,{budget})."
+      )
     return np.asarray(self.meta["plans"][str(budget)]["starts"], np.int64)
 
   @functools.cached_property
@@ -154,8 +167,10 @@ def load_bundle(path) -> Bundle:
   files = {name: path / name for name in ("config.json", "params.msgpack", "codec.json")}
   missing = [name for name, f in files.items() if not f.exists()]
   if missing:
-    raise CodecError(f"--model={path} is not a codec bundle: {', '.join(missing)} missing (make one with "
-                     f"`python -m ardm_jax.compress export --config=... --workdir=... -o {path}`).")
+    raise CodecError(
+      f"--model={path} is not a codec bundle: {', '.join(missing)} missing (make one with "
+      f"`python -m ardm_jax.compress export --config=... --workdir=... -o {path}`)."
+    )
   config_json, params_bytes = files["config.json"].read_bytes(), files["params.msgpack"].read_bytes()
   try:
     meta = json.loads(files["codec.json"].read_text())
@@ -163,8 +178,9 @@ def load_bundle(path) -> Bundle:
   except ValueError:
     fingerprint_ok = False
   if not fingerprint_ok:
-    raise CodecError(f"--model={path}: the bundle's files do not match its fingerprint (corrupted or altered); "
-                     f"export it again.")
+    raise CodecError(
+      f"--model={path}: the bundle's files do not match its fingerprint (corrupted or altered); export it again."
+    )
   config = ml_collections.ConfigDict(json.loads(config_json))
   params = flax.serialization.msgpack_restore(params_bytes)
   return Bundle(config=config, params=params, meta=meta, fingerprint=meta["fingerprint"])
@@ -176,6 +192,7 @@ def load_bundle(path) -> Bundle:
 @dataclasses.dataclass
 class Rows:
   """One input as rows of the model's data points: x and fill int32 [n, *event], fixed bool [n, *event]."""
+
   x: np.ndarray
   fixed: np.ndarray
   shape: dict  # what restores the original from the rows (kind-specific)
@@ -191,7 +208,7 @@ def _chunk(ids: np.ndarray, row_length: int, fill: int) -> tuple[np.ndarray, np.
   """(x [n, L], fixed [n, L]): ids [m] cut into rows of L, the last one padded with fixed `fill` values."""
   num_rows = -(-len(ids) // row_length)
   x = np.full(num_rows * row_length, fill, np.int32)
-  x[:len(ids)] = ids
+  x[: len(ids)] = ids
   fixed = np.arange(num_rows * row_length) >= len(ids)
   return x.reshape(num_rows, row_length), fixed.reshape(num_rows, row_length)
 
@@ -205,25 +222,29 @@ def text_rows(name: str, raw: bytes, bundle: Bundle, clean: bool = False) -> Row
   else:
     if clean:
       raw = text_lib.clean_text(raw.decode("utf-8", errors="replace")).encode("ascii")
-      note = (f"{name}: applied the training cleaner (lowercase, digits spelled out, other characters -> "
-              f"space): decoding gives the cleaned text, {len(raw)} characters")
+      note = (
+        f"{name}: applied the training cleaner (lowercase, digits spelled out, other characters -> "
+        f"space): decoding gives the cleaned text, {len(raw)} characters"
+      )
     as_bytes = np.frombuffer(raw, np.uint8)
     valid = np.zeros(256, bool)
     valid[np.frombuffer(text_lib.ALPHABET.encode(), np.uint8)] = True
     bad = np.flatnonzero(~valid[as_bytes])
     if bad.size:
       shown = ", ".join(f"{bytes([as_bytes[i]])!r}"[1:] + f" at {i}" for i in bad[:8])
-      raise CodecError(f"{name}: {bad.size} characters outside the model's alphabet [a-z ]: {shown}"
-                       f"{', ...' if bad.size > 8 else ''}; pass --clean to apply the training cleaner (the "
-                       f"decoded file is then the cleaned text), or use a bytes model "
-                       f"(configs/quickstart.py:bytes).")
+      raise CodecError(
+        f"{name}: {bad.size} characters outside the model's alphabet [a-z ]: {shown}"
+        f"{', ...' if bad.size > 8 else ''}; pass --clean to apply the training cleaner (the "
+        f"decoded file is then the cleaned text), or use a bytes model "
+        f"(configs/quickstart.py:bytes)."
+      )
     ids = text_lib.bytes_to_ids(as_bytes, name)
   x, fixed = _chunk(ids, row_length, FILL[bundle.kind])
   return Rows(x=x, fixed=fixed, shape={"length": len(ids)}, sha256=_sha256(raw), note=note)
 
 
 def text_output(x: np.ndarray, shape: dict, kind: str) -> bytes:
-  ids = x.reshape(-1)[:shape["length"]]
+  ids = x.reshape(-1)[: shape["length"]]
   if kind == "bytes":
     return ids.astype(np.uint8).tobytes()
   return text_lib.decode(ids).encode("ascii")
@@ -232,14 +253,17 @@ def text_output(x: np.ndarray, shape: dict, kind: str) -> bytes:
 def image_rows(name: str, raw: bytes, bundle: Bundle) -> Rows:
   """A PNG image: RGB, or grayscale coded as three equal channels; tiled into the model's patches."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
+
   try:
     image = Image.open(io.BytesIO(raw))
     image.load()
   except Exception as e:  # pylint: disable=broad-except
     raise CodecError(f"{name}: not a readable image ({e}); the image model takes PNG files.") from None
   if image.mode not in ("RGB", "L"):
-    raise CodecError(f"{name}: PNG mode {image.mode!r} is not supported (RGB and grayscale 'L' are); convert it, "
-                     f"e.g. with PIL: Image.open(f).convert('RGB').save(f).")
+    raise CodecError(
+      f"{name}: PNG mode {image.mode!r} is not supported (RGB and grayscale 'L' are); convert it, "
+      f"e.g. with PIL: Image.open(f).convert('RGB').save(f)."
+    )
   pixels = np.asarray(image, np.uint8)
   height, width = pixels.shape[:2]
   rgb = pixels if pixels.ndim == 3 else np.repeat(pixels[..., None], 3, axis=-1)
@@ -247,12 +271,16 @@ def image_rows(name: str, raw: bytes, bundle: Bundle) -> Rows:
   if channels != 3:
     raise CodecError(f"{name}: the model codes {channels}-channel patches, PNGs are coded as RGB.")
   rows_h, rows_w = -(-height // patch_h), -(-width // patch_w)
-  padded = np.pad(rgb, ((0, rows_h * patch_h - height), (0, rows_w * patch_w - width), (0, 0)),
-                  constant_values=FILL["image"])
+  padded = np.pad(
+    rgb, ((0, rows_h * patch_h - height), (0, rows_w * patch_w - width), (0, 0)), constant_values=FILL["image"]
+  )
   fixed = np.ones(padded.shape, bool)
   fixed[:height, :width] = False
-  tile = lambda a: a.reshape(rows_h, patch_h, rows_w, patch_w, channels).transpose(0, 2, 1, 3, 4).reshape(
-      rows_h * rows_w, patch_h, patch_w, channels)
+  tile = lambda a: (
+    a.reshape(rows_h, patch_h, rows_w, patch_w, channels)
+    .transpose(0, 2, 1, 3, 4)
+    .reshape(rows_h * rows_w, patch_h, patch_w, channels)
+  )
   shape = {"height": height, "width": width, "mode": image.mode}
   return Rows(x=tile(padded).astype(np.int32), fixed=tile(fixed), shape=shape, sha256=_pixel_sha256(pixels))
 
@@ -264,11 +292,16 @@ def _pixel_sha256(pixels: np.ndarray) -> str:
 def image_output(x: np.ndarray, shape: dict, event_shape) -> tuple[bytes, str]:
   """(PNG bytes, SHA-256 of the pixels)."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
+
   patch_h, patch_w, channels = event_shape
   height, width = shape["height"], shape["width"]
   rows_h, rows_w = -(-height // patch_h), -(-width // patch_w)
-  image = x.reshape(rows_h, rows_w, patch_h, patch_w, channels).transpose(0, 2, 1, 3, 4).reshape(
-      rows_h * patch_h, rows_w * patch_w, channels)[:height, :width].astype(np.uint8)
+  image = (
+    x.reshape(rows_h, rows_w, patch_h, patch_w, channels)
+    .transpose(0, 2, 1, 3, 4)
+    .reshape(rows_h * patch_h, rows_w * patch_w, channels)[:height, :width]
+    .astype(np.uint8)
+  )
   if shape["mode"] == "L":
     image = image[..., 0]
   out = io.BytesIO()
@@ -283,12 +316,15 @@ def array_rows(name: str, raw: bytes, bundle: Bundle) -> Rows:
   except ValueError as e:
     raise CodecError(f"{name}: not a readable .npy file ({e}).") from None
   event = bundle.event_shape
-  if array.shape[-len(event):] != event or array.ndim > len(event) + 1:
+  if array.shape[-len(event) :] != event or array.ndim > len(event) + 1:
     raise CodecError(f"{name}: shape {array.shape} is neither the model's data point {event} nor [n, *{event}].")
-  if not np.issubdtype(array.dtype, np.integer) or (array.size and (array.min() < 0
-                                                                   or array.max() >= bundle.num_classes)):
-    raise CodecError(f"{name}: the model codes integers in 0..{bundle.num_classes - 1}, got dtype {array.dtype}"
-                     f"{'' if not array.size else f' with values {array.min()}..{array.max()}'}.")
+  if not np.issubdtype(array.dtype, np.integer) or (
+    array.size and (array.min() < 0 or array.max() >= bundle.num_classes)
+  ):
+    raise CodecError(
+      f"{name}: the model codes integers in 0..{bundle.num_classes - 1}, got dtype {array.dtype}"
+      f"{'' if not array.size else f' with values {array.min()}..{array.max()}'}."
+    )
   x = array.reshape((-1,) + event).astype(np.int32)
   shape = {"dtype": array.dtype.str, "shape": list(array.shape)}
   return Rows(x=x, fixed=np.zeros(x.shape, bool), shape=shape, sha256=_array_sha256(array))
@@ -336,7 +372,7 @@ def pack(header: dict, message: np.ndarray) -> bytes:
 
 def unpack(name: str, blob: bytes) -> tuple[dict, np.ndarray]:
   """(header, message) of a container; CodecError if it is not one, has another version, or is damaged."""
-  if len(blob) < _PREFIX.size or blob[:len(MAGIC)] != MAGIC:
+  if len(blob) < _PREFIX.size or blob[: len(MAGIC)] != MAGIC:
     raise CodecError(f"{name}: not an ardm compressed file (no {MAGIC!r} at its start).")
   _, version, header_length = _PREFIX.unpack_from(blob)
   if version != FORMAT_VERSION:
@@ -346,19 +382,24 @@ def unpack(name: str, blob: bytes) -> tuple[dict, np.ndarray]:
     raise CodecError(f"{name}: truncated or corrupted ({len(blob)} bytes do not fit its header length).")
   if zlib.crc32(blob[:payload_end]) != struct.unpack_from("<I", blob, payload_end)[0]:
     raise CodecError(f"{name}: checksum mismatch: the file is truncated or corrupted.")
-  header = json.loads(zlib.decompress(blob[_PREFIX.size:_PREFIX.size + header_length]))
-  message = np.frombuffer(blob[_PREFIX.size + header_length:payload_end], "<u4").astype(np.uint32)
+  header = json.loads(zlib.decompress(blob[_PREFIX.size : _PREFIX.size + header_length]))
+  message = np.frombuffer(blob[_PREFIX.size + header_length : payload_end], "<u4").astype(np.uint32)
   return header, message
 
 
 def check_compatible(name: str, header: dict, bundle: Bundle) -> None:
   """Refuses (naming what differs) a file made with another bundle or under other numerics."""
   if header["bundle"] != bundle.fingerprint:
-    raise CodecError(f"{name} was compressed with bundle {header['bundle']}, not with --model (bundle "
-                     f"{bundle.fingerprint}); decode it with the bundle it was made with.")
+    raise CodecError(
+      f"{name} was compressed with bundle {header['bundle']}, not with --model (bundle "
+      f"{bundle.fingerprint}); decode it with the bundle it was made with."
+    )
   here = numerics()
-  diffs = [f"{k}: {header['numerics'].get(k)!r} when encoded, {here[k]!r} here" for k in sorted(here)
-           if header["numerics"].get(k) != here[k]]
+  diffs = [
+    f"{k}: {header['numerics'].get(k)!r} when encoded, {here[k]!r} here"
+    for k in sorted(here)
+    if header["numerics"].get(k) != here[k]
+  ]
   if diffs:
     raise CodecError(f"{name}: decoding needs the encoder's numerics, which differ: {'; '.join(diffs)}.")
   if header["plan"] != bundle.plan(header["budget"]).tolist() or header["order"] != bundle.meta["order"]:
@@ -368,8 +409,9 @@ def check_compatible(name: str, header: dict, bundle: Bundle) -> None:
 # ------------------------------------------------------------------------------------------- encode/decode
 
 
-def encode_files(bundle: Bundle, inputs: dict[str, bytes], budget: int, *, batch_size: int = 64,
-                 clean: bool = False) -> dict[str, bytes]:
+def encode_files(
+  bundle: Bundle, inputs: dict[str, bytes], budget: int, *, batch_size: int = 64, clean: bool = False
+) -> dict[str, bytes]:
   """Compresses every input (name -> content) into one container each; all rows share each network call."""
   starts = bundle.plan(budget)
   kinds_rows = {name: input_rows(name, raw, bundle, clean) for name, raw in inputs.items()}
@@ -379,14 +421,29 @@ def encode_files(bundle: Bundle, inputs: dict[str, bytes], budget: int, *, batch
   names = list(kinds_rows)
   all_rows = [kinds_rows[n][1] for n in names]
   x, fixed, streams = _stack(bundle, all_rows)
-  messages = coder.encode(bundle.logits_fn, x, bundle.order, starts, bundle.process, streams=streams,
-                          fixed=fixed, batch_size=batch_size) if len(x) else []
+  messages = (
+    coder.encode(
+      bundle.logits_fn, x, bundle.order, starts, bundle.process, streams=streams, fixed=fixed, batch_size=batch_size
+    )
+    if len(x)
+    else []
+  )
   message_of = dict(zip([n for n, r in zip(names, all_rows) if len(r.x)], messages))
   out = {}
   for name, (kind, rows) in kinds_rows.items():
-    header = {"bundle": bundle.fingerprint, "numerics": numerics(), "kind": kind, "name": os.path.basename(name),
-              "shape": rows.shape, "rows": len(rows.x), "budget": budget, "plan": starts.tolist(),
-              "order": bundle.meta["order"], "batch_size": batch_size, "sha256": rows.sha256}
+    header = {
+      "bundle": bundle.fingerprint,
+      "numerics": numerics(),
+      "kind": kind,
+      "name": os.path.basename(name),
+      "shape": rows.shape,
+      "rows": len(rows.x),
+      "budget": budget,
+      "plan": starts.tolist(),
+      "order": bundle.meta["order"],
+      "batch_size": batch_size,
+      "sha256": rows.sha256,
+    }
     out[name] = pack(header, message_of.get(name, np.zeros(0, np.uint32)))
   return out
 
@@ -426,13 +483,29 @@ def decode_files(bundle: Bundle, inputs: dict[str, bytes]) -> dict[str, tuple[st
     for n, first, last in zip(coded, offsets[:-1], offsets[1:]):
       fixed[first:last] = _fixed_positions(headers[n][0], bundle)
       fill[first:last] = FILL[headers[n][0]["kind"]]
-    x = coder.decode(bundle.logits_fn, [headers[n][1] for n in coded], bundle.order, bundle.plan(budget),
-                     bundle.process, shape, streams=np.repeat(np.arange(len(coded)), num_rows), fixed=fixed,
-                     fill=fill, batch_size=batch_size) if coded else None
+    x = (
+      coder.decode(
+        bundle.logits_fn,
+        [headers[n][1] for n in coded],
+        bundle.order,
+        bundle.plan(budget),
+        bundle.process,
+        shape,
+        streams=np.repeat(np.arange(len(coded)), num_rows),
+        fixed=fixed,
+        fill=fill,
+        batch_size=batch_size,
+      )
+      if coded
+      else None
+    )
     for n in names:
       header = headers[n][0]
-      rows = x[offsets[coded.index(n)]:offsets[coded.index(n) + 1]] if n in coded else np.zeros(
-          (0,) + bundle.event_shape, np.int32)
+      rows = (
+        x[offsets[coded.index(n)] : offsets[coded.index(n) + 1]]
+        if n in coded
+        else np.zeros((0,) + bundle.event_shape, np.int32)
+      )
       data, sha256 = output_bytes(header["kind"], rows, header["shape"], bundle)
       if sha256 != header["sha256"]:
         raise CodecError(f"{n}: the decoded data does not match its checksum (corrupted file or other numerics).")
@@ -450,12 +523,12 @@ def _fixed_positions(header: dict, bundle: Bundle) -> np.ndarray:
     patch_h, patch_w, channels = event
     rows_h, rows_w = -(-shape["height"] // patch_h), -(-shape["width"] // patch_w)
     fixed = np.ones((rows_h * patch_h, rows_w * patch_w, channels), bool)
-    fixed[:shape["height"], :shape["width"]] = False
-    return fixed.reshape(rows_h, patch_h, rows_w, patch_w, channels).transpose(0, 2, 1, 3, 4).reshape(
-        (num_rows,) + event)
+    fixed[: shape["height"], : shape["width"]] = False
+    return (
+      fixed.reshape(rows_h, patch_h, rows_w, patch_w, channels).transpose(0, 2, 1, 3, 4).reshape((num_rows,) + event)
+    )
   return np.zeros((num_rows,) + event, bool)
 
 
 def data_kind(config: ml_collections.ConfigDict) -> str:
   return KINDS[config.data.name]
-

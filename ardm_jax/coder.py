@@ -25,6 +25,7 @@ decoded with other settings, raises ValueError before any network call. Overhead
 sum(-log2 f / 2^24): 32 header bits plus the ANS flush and word rounding (-3..+55 bits measured on 3000
 random messages, < 64).
 """
+
 import functools
 import zlib
 
@@ -83,8 +84,6 @@ def quantized_probabilities(logits, eps: float = EPS, *, allowed=None, precision
 def compressed_bits(message: np.ndarray) -> int:
   """Length of a message in bits (header included)."""
   return 32 * int(np.asarray(message).size)
-
-
 
 
 def _check_order(sigma, num_stages: int, event_shape) -> np.ndarray:
@@ -167,11 +166,10 @@ def _walk(logits_fn, process, event_shape, sigma, starts, ends, fill, fixed, bat
         logits = logits_fn(x_in, group_known, np.full((batch_size,), s * num_variables + start, np.int32))
         group_log_probs = _children_log_probs(logits, group_coarse, s, process=process)
         log_probs.append(np.asarray(group_log_probs).reshape(batch_size, num_variables, -1)[:, step])
-      log_probs = np.concatenate(log_probs)[:num_rows]                    # [N, m, C]
-      coded = ~fixed[:, step]                                             # [N, m]
+      log_probs = np.concatenate(log_probs)[:num_rows]  # [N, m, C]
+      coded = ~fixed[:, step]  # [N, m]
       step_coarse = coarse[:num_rows, step][coded]
-      freqs = quantized_probabilities(log_probs[coded], eps,
-                                      allowed=process.transitions.valid_children[s][step_coarse])
+      freqs = quantized_probabilities(log_probs[coded], eps, allowed=process.transitions.valid_children[s][step_coarse])
       children = code_step(s, step, freqs, coded)
       step_values = values[:num_rows, step]
       step_values[coded] = process.transitions.child_state[s][step_coarse, children]
@@ -204,8 +202,10 @@ def _open(message, settings_crc: int):
     raise ValueError("the message is empty: it has no header.")
   words = message[HEADER_WORDS:]
   if zlib.crc32(np.ascontiguousarray(words, "<u4").tobytes(), settings_crc) != int(message[0]):
-    raise ValueError("checksum mismatch: the message is corrupted or truncated, or it was encoded with another "
-                     "event shape, order, plan, eps, model setting or rows.")
+    raise ValueError(
+      "checksum mismatch: the message is corrupted or truncated, or it was encoded with another "
+      "event shape, order, plan, eps, model setting or rows."
+    )
   return constriction.stream.stack.AnsCoder(np.ascontiguousarray(words))
 
 
@@ -226,16 +226,28 @@ class _Rows:
       raise ValueError(f"fixed values must lie in 0..{process.num_classes - 1}.")
     if batch_size < 1:
       raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-    self.settings = [_settings_crc(process, self.event_shape, self.sigma, self.starts,
-                                   self.fixed[self.streams == k], eps) for k in range(self.num_streams)]
+    self.settings = [
+      _settings_crc(process, self.event_shape, self.sigma, self.starts, self.fixed[self.streams == k], eps)
+      for k in range(self.num_streams)
+    ]
 
   def split(self, coded):
     """[(stream, mask [N, m])]: the coded entries of every stream's rows, in stream order."""
     return [(k, coded & (self.streams == k)[:, None]) for k in range(self.num_streams)]
 
 
-def encode(logits_fn: objective.LogitsFn, x, sigma, starts, process: plan_walk.Process, *, streams=None,
-           fixed=None, batch_size: int = 64, eps: float = EPS) -> list[np.ndarray]:
+def encode(
+  logits_fn: objective.LogitsFn,
+  x,
+  sigma,
+  starts,
+  process: plan_walk.Process,
+  *,
+  streams=None,
+  fixed=None,
+  batch_size: int = 64,
+  eps: float = EPS,
+) -> list[np.ndarray]:
   """Compresses rows of data, one message per stream, with one batched network call per planned step.
 
   Args:
@@ -261,20 +273,42 @@ def encode(logits_fn: objective.LogitsFn, x, sigma, starts, process: plan_walk.P
   steps = [[] for _ in range(rows.num_streams)]
 
   def code_step(s, step, freqs, coded):
-    children = process.transitions.child_index[s][flat[:, step]]           # [N, m]
+    children = process.transitions.child_index[s][flat[:, step]]  # [N, m]
     order_of_coded = np.cumsum(coded.reshape(-1)).reshape(coded.shape) - 1  # index into freqs
     for k, mask in rows.split(coded):
       steps[k].append((children[mask], freqs[order_of_coded[mask]]))
     return children[coded]
 
-  _walk(logits_fn, process, rows.event_shape, rows.sigma, rows.starts, rows.ends, rows.fill, rows.fixed,
-        batch_size, eps, code_step)
-  return [_with_header(_push(stream_steps), settings)
-          for stream_steps, settings in zip(steps, rows.settings)]
+  _walk(
+    logits_fn,
+    process,
+    rows.event_shape,
+    rows.sigma,
+    rows.starts,
+    rows.ends,
+    rows.fill,
+    rows.fixed,
+    batch_size,
+    eps,
+    code_step,
+  )
+  return [_with_header(_push(stream_steps), settings) for stream_steps, settings in zip(steps, rows.settings)]
 
 
-def decode(logits_fn: objective.LogitsFn, messages, sigma, starts, process: plan_walk.Process, shape, *,
-           streams=None, fixed=None, fill=None, batch_size: int = 64, eps: float = EPS) -> np.ndarray:
+def decode(
+  logits_fn: objective.LogitsFn,
+  messages,
+  sigma,
+  starts,
+  process: plan_walk.Process,
+  shape,
+  *,
+  streams=None,
+  fixed=None,
+  fill=None,
+  batch_size: int = 64,
+  eps: float = EPS,
+) -> np.ndarray:
   """Decompresses the messages of `encode` with the same network, orders, plan and settings.
 
   Args:
@@ -303,9 +337,19 @@ def decode(logits_fn: objective.LogitsFn, messages, sigma, starts, process: plan
         children[mask] = coders[k].decode(family, (freqs[order_of_coded[mask]] - 1).astype(np.float64))
     return children[coded]
 
-  x = _walk(logits_fn, process, rows.event_shape, rows.sigma, rows.starts, rows.ends, rows.fill, rows.fixed,
-            batch_size, eps, code_step)
+  x = _walk(
+    logits_fn,
+    process,
+    rows.event_shape,
+    rows.sigma,
+    rows.starts,
+    rows.ends,
+    rows.fill,
+    rows.fixed,
+    batch_size,
+    eps,
+    code_step,
+  )
   if not all(ans.is_empty() for ans in coders):
     raise ValueError("a message does not end where its decoded data ends (corrupted message).")
   return x.reshape(shape)
-

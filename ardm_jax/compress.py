@@ -8,6 +8,7 @@ r"""Compress your own files with a trained ARDM (codec.py has the formats).
 With one input, OUT is the output file; with several, a directory (created if missing) that receives
 INPUT.ardm (encode) or the original file names (decode).
 """
+
 import sys
 import time
 
@@ -27,20 +28,22 @@ from ardm_jax import planner
 from ardm_jax import step_tracker
 from ardm_jax import workdir as workdir_lib
 
-config_flags.DEFINE_config_file("config", None, "export: optional; by default the config the workdir was "
-                                "trained with.",
-                                lock_config=False)
+config_flags.DEFINE_config_file(
+  "config", None, "export: optional; by default the config the workdir was trained with.", lock_config=False
+)
 flags.DEFINE_string("workdir", None, "export: the trained workdir.")
 flags.DEFINE_string("model", None, "encode/decode/info: the codec bundle.")
 flags.DEFINE_string("output", None, "Output file (one input) or directory.", short_name="o")
-flags.DEFINE_list("budgets", ["20", "100", "D"], "export: network calls per stage to plan for ('D': one per "
-                  "variable).")
-flags.DEFINE_integer("budget", None, "encode: network calls per stage (one of the bundle's; default its "
-                     "smallest).")
+flags.DEFINE_list("budgets", ["20", "100", "D"], "export: network calls per stage to plan for ('D': one per variable).")
+flags.DEFINE_integer("budget", None, "encode: network calls per stage (one of the bundle's; default its smallest).")
 flags.DEFINE_integer("batch_size", 64, "encode: rows per network call (decoding uses the encoder's).")
-flags.DEFINE_bool("clean", False, "encode with a 27-letter text model: apply the training cleaner (lowercase, "
-                  "digits spelled out, other characters -> space) instead of refusing other characters; the "
-                  "decoded file is then the cleaned text.")
+flags.DEFINE_bool(
+  "clean",
+  False,
+  "encode with a 27-letter text model: apply the training cleaner (lowercase, "
+  "digits spelled out, other characters -> space) instead of refusing other characters; the "
+  "decoded file is then the cleaned text.",
+)
 flags.DEFINE_integer("num_orders", 4, "export: random orders tried; the best on training rows is kept.")
 flags.DEFINE_integer("order_rows", 64, "export: training rows that score the orders.")
 FLAGS = flags.FLAGS
@@ -53,8 +56,9 @@ def _restore(config, workdir):
   return exp, state
 
 
-def export(config, workdir: str, out: str, budgets, *, num_orders: int = 4, order_rows: int = 64,
-           seed: int = 0) -> codec.Bundle:
+def export(
+  config, workdir: str, out: str, budgets, *, num_orders: int = 4, order_rows: int = 64, seed: int = 0
+) -> codec.Bundle:
   """Writes the codec bundle of a trained workdir: EMA parameters, config, order and plans."""
   exp, state = _restore(config, workdir)
   config = exp.config
@@ -70,26 +74,41 @@ def export(config, workdir: str, out: str, budgets, *, num_orders: int = 4, orde
   plans = {}
   for budget in budgets:
     stage_plans = [planner.plan(stage_losses, budget) for stage_losses in sorted_losses]
-    plans[str(budget)] = {"starts": np.stack([p.starts for p in stage_plans]).tolist(),
-                          "planned_bpd": float(sum(p.cost for p in stage_plans))}
+    plans[str(budget)] = {
+      "starts": np.stack([p.starts for p in stage_plans]).tolist(),
+      "planned_bpd": float(sum(p.cost for p in stage_plans)),
+    }
   process = codec.make_process(config, exp.dataset.num_classes)
   logits_fn = exp.logits_fn(state.ema_params)
   rows = jnp.asarray(exp.dataset.train_batch(0, order_rows))
   scoring_starts = jnp.asarray(plans[str(budgets[-1])]["starts"])
-  score = jax.jit(lambda sigma: likelihood.log_likelihood(logits_fn, rows, sigma[:, None], scoring_starts,
-                                                          process)[0].mean())
+  score = jax.jit(
+    lambda sigma: likelihood.log_likelihood(logits_fn, rows, sigma[:, None], scoring_starts, process)[0].mean()
+  )
   event_shape = tuple(exp.dataset.event_shape)
-  candidates = [np.asarray(orders.sample_orders(jax.random.key(seed + i), (num_stages,) + event_shape))
-                for i in range(num_orders)]
+  candidates = [
+    np.asarray(orders.sample_orders(jax.random.key(seed + i), (num_stages,) + event_shape)) for i in range(num_orders)
+  ]
   bpd = [-float(score(jnp.asarray(sigma))) / (np.log(2) * num_variables) for sigma in candidates]
   best = int(np.argmin(bpd))
-  meta = {"bundle_version": 1, "kind": codec.KINDS[config.data.name], "event_shape": list(event_shape),
-          "num_classes": exp.dataset.num_classes, "order": candidates[best].reshape(num_stages, -1).tolist(),
-          "order_bpd": bpd, "plans": plans, "unseen_steps": unseen, "train_step": int(state.step)}
+  meta = {
+    "bundle_version": 1,
+    "kind": codec.KINDS[config.data.name],
+    "event_shape": list(event_shape),
+    "num_classes": exp.dataset.num_classes,
+    "order": candidates[best].reshape(num_stages, -1).tolist(),
+    "order_bpd": bpd,
+    "plans": plans,
+    "unseen_steps": unseen,
+    "train_step": int(state.step),
+  }
   bundle = codec.write_bundle(out, config, state.ema_params, meta)
   print(f"bundle {bundle.fingerprint} of {workdir} (step {int(state.step)}) written to {out}")
-  print(f"order: best of {num_orders} random orders on {order_rows} training rows at budget {budgets[-1]}: "
-        + ", ".join(f"{b:.4f}" for b in bpd) + " bpd")
+  print(
+    f"order: best of {num_orders} random orders on {order_rows} training rows at budget {budgets[-1]}: "
+    + ", ".join(f"{b:.4f}" for b in bpd)
+    + " bpd"
+  )
   print(_plan_report(bundle))
   return bundle
 
@@ -100,8 +119,10 @@ def _plan_report(bundle: codec.Bundle) -> str:
   lines = [f"{'budget':>8} {'planned bpd':>12}"]
   lines += [f"{b:>8} {meta['plans'][str(b)]['planned_bpd']:>12.4f}" for b in bundle.budgets]
   if meta["unseen_steps"]:
-    lines.append(f"planned with the steps training has seen: {meta['unseen_steps']} of {total} steps were never "
-                 f"seen and take the interpolated loss of the seen steps around them (not 0).")
+    lines.append(
+      f"planned with the steps training has seen: {meta['unseen_steps']} of {total} steps were never "
+      f"seen and take the interpolated loss of the seen steps around them (not 0)."
+    )
   return "\n".join(lines)
 
 
@@ -120,15 +141,18 @@ def main(argv):
   if command == "export":
     if not FLAGS.workdir or not FLAGS.output:
       raise app.UsageError("export needs --workdir and -o MODEL (and --config if the workdir records none).")
-    export(FLAGS.config, FLAGS.workdir, FLAGS.output, FLAGS.budgets, num_orders=FLAGS.num_orders,
-           order_rows=FLAGS.order_rows)
+    export(
+      FLAGS.config, FLAGS.workdir, FLAGS.output, FLAGS.budgets, num_orders=FLAGS.num_orders, order_rows=FLAGS.order_rows
+    )
     return
   if not FLAGS.model:
     raise app.UsageError(f"{command} needs --model=MODEL (a bundle from `export`).")
   bundle = codec.load_bundle(FLAGS.model)
   if command == "info":
-    print(f"bundle {bundle.fingerprint}: {bundle.kind} model, data points {bundle.event_shape}, "
-          f"{bundle.num_classes} classes, trained {bundle.meta['train_step']} steps")
+    print(
+      f"bundle {bundle.fingerprint}: {bundle.kind} model, data points {bundle.event_shape}, "
+      f"{bundle.num_classes} classes, trained {bundle.meta['train_step']} steps"
+    )
     print(_plan_report(bundle))
     for name in inputs:
       header, message = codec.unpack(name, epath.Path(name).read_bytes())

@@ -9,6 +9,7 @@ an upscale config no `absorbing_value`). The checks that need the data (budgets 
 
 A new config key is added both to configs/common.py (its default) and here (its rule).
 """
+
 import dataclasses
 import numbers
 from typing import Any, Callable, Mapping, Union
@@ -21,6 +22,7 @@ class ConfigError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class Rule:
   """What one key's value must be: of `kind` ('integer', 'number', 'bool', 'string') and satisfy `ok`."""
+
   kind: str
   requirement: str  # Completes "config.key = v, but it ...", e.g. "must be > 0".
   ok: Callable[[Any], bool] = lambda value: True
@@ -31,14 +33,15 @@ class Rule:
 class Choice:
   """A key whose value picks the other keys its section has: options[value] maps each of those keys to its
   Rule (or to a further Choice)."""
+
   options: Mapping[str, Mapping[str, Union[Rule, "Choice"]]]
 
 
 _KINDS = {
-    "integer": lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool),
-    "bool": lambda v: isinstance(v, bool),
-    "string": lambda v: isinstance(v, str),
+  "integer": lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool),
+  "number": lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool),
+  "bool": lambda v: isinstance(v, bool),
+  "string": lambda v: isinstance(v, str),
 }
 _KIND_NAMES = {"integer": "an integer", "number": "a number", "bool": "True or False", "string": "a string"}
 
@@ -66,71 +69,90 @@ NON_NEGATIVE_NUMBER = at_least(0, "number")
 UNIT_INTERVAL = Rule("number", "must be in [0, 1)", lambda v: 0 <= v < 1)
 BOOL = Rule("bool", "must be True or False")
 STRING = Rule("string", "must be a string")
-TEXT8_ZIP = Rule("string", "must be the path of text8.zip (http://mattmahoney.net/dc/text8.zip)",
-                 lambda v: v != "")
+TEXT8_ZIP = Rule("string", "must be the path of text8.zip (http://mattmahoney.net/dc/text8.zip)", lambda v: v != "")
 # Network calls per stage: 1..D, checked once D is known (check_against_data); unset is allowed until then.
 BUDGET = Rule("integer", "must lie in 1..D (D = variables per data point)", optional=True)
 DTYPE = one_of("float32", "bfloat16")
 
 _TEXT_SOURCE = {"seed": NON_NEGATIVE, "seq_len": in_range(1, 1000)}  # 1000: the length of a training chunk.
 _IMAGE_SOURCE = {"seed": NON_NEGATIVE, "augment": BOOL, "eval_split": one_of("test")}
-DATA = Choice({
+DATA = Choice(
+  {
     "cifar10": {**_IMAGE_SOURCE, "tfds_data_dir": STRING, "download": BOOL},
     "embedded_images": {**_IMAGE_SOURCE, "image_size": POSITIVE, "downscale": POSITIVE},
     "text8": {**_TEXT_SOURCE, "path": TEXT8_ZIP, "eval_split": one_of("test", "valid")},
     "embedded_text": {**_TEXT_SOURCE, "eval_split": one_of("test")},
     "embedded_bytes": {**_TEXT_SOURCE, "eval_split": one_of("test")},
-})
+  }
+)
 
-_NETWORK = {"num_heads": POSITIVE, "dropout": UNIT_INTERVAL, "dtype": DTYPE,
-            "attention": one_of("einsum", "dot_product"),  # models/layers.py ATTENTION.
-            "remat": one_of("none", "full", "dots", "dots_no_batch")}  # models/layers.py REMAT_POLICIES.
-MODEL = Choice({
-    "unet": {**_NETWORK, "ch": Rule("integer", "must be a positive multiple of 4", lambda v: v > 0 and v % 4 == 0),
-             "num_res_blocks": POSITIVE, "attn_everywhere": BOOL},
+_NETWORK = {
+  "num_heads": POSITIVE,
+  "dropout": UNIT_INTERVAL,
+  "dtype": DTYPE,
+  "attention": one_of("einsum", "dot_product"),  # models/layers.py ATTENTION.
+  "remat": one_of("none", "full", "dots", "dots_no_batch"),
+}  # models/layers.py REMAT_POLICIES.
+MODEL = Choice(
+  {
+    "unet": {
+      **_NETWORK,
+      "ch": Rule("integer", "must be a positive multiple of 4", lambda v: v > 0 and v % 4 == 0),
+      "num_res_blocks": POSITIVE,
+      "attn_everywhere": BOOL,
+    },
     "transformer": {**_NETWORK, "num_layers": POSITIVE, "width": POSITIVE, "mlp_dim": POSITIVE},
-})
+  }
+)
 
 _LOSS = {"ce_weight": NON_NEGATIVE_NUMBER, "antithetic": BOOL}
-OBJECTIVE = Choice({
+OBJECTIVE = Choice(
+  {
     "oa": {**_LOSS, "absorbing_value": NON_NEGATIVE},
-    "upscale": {**_LOSS, "parametrisation": one_of("direct", "data"), "transitions": Choice({
-        "digits": {"branching": at_least(2, why=" (each upscale stage chooses among b >= 2 refinements)")},
-        "text8": {},
-    })},
-})
+    "upscale": {
+      **_LOSS,
+      "parametrisation": one_of("direct", "data"),
+      "transitions": Choice(
+        {
+          "digits": {"branching": at_least(2, why=" (each upscale stage chooses among b >= 2 refinements)")},
+          "text8": {},
+        }
+      ),
+    },
+  }
+)
 
 SCHEMA = {
-    "seed": NON_NEGATIVE,
-    "data": {"name": DATA},
-    "model": {"name": MODEL},
-    "objective": {"kind": OBJECTIVE},
-    "optimizer": {
-        "name": one_of("adam", "adamw"),
-        "learning_rate": NON_NEGATIVE_NUMBER,
-        "warmup_steps": NON_NEGATIVE,
-        "b1": UNIT_INTERVAL,
-        "b2": UNIT_INTERVAL,
-        "weight_decay": NON_NEGATIVE_NUMBER,
-        "grad_clip_norm": POSITIVE_NUMBER,
-        "ema_decay": UNIT_INTERVAL,
-    },
-    "training": {
-        "batch_size": POSITIVE,
-        "num_train_steps": POSITIVE,
-        "log_every_steps": POSITIVE,
-        "eval_every_steps": POSITIVE,
-        "checkpoint_every_steps": POSITIVE,
-        "max_checkpoints_to_keep": POSITIVE,
-        "tracker_momentum": UNIT_INTERVAL,
-        "on_nonfinite": one_of("stop", "skip"),
-        "grad_accum_steps": POSITIVE,
-        "compilation_cache_dir": STRING,
-        "profile_steps": NON_NEGATIVE,
-    },
-    "eval": {"batch_size": POSITIVE, "num_passes": POSITIVE, "max_batches": NON_NEGATIVE},
-    "sample": {"budget": BUDGET, "num_samples": POSITIVE, "seed": NON_NEGATIVE},
-    "compress": {"budget": BUDGET, "num_examples": POSITIVE, "order_seed": NON_NEGATIVE},
+  "seed": NON_NEGATIVE,
+  "data": {"name": DATA},
+  "model": {"name": MODEL},
+  "objective": {"kind": OBJECTIVE},
+  "optimizer": {
+    "name": one_of("adam", "adamw"),
+    "learning_rate": NON_NEGATIVE_NUMBER,
+    "warmup_steps": NON_NEGATIVE,
+    "b1": UNIT_INTERVAL,
+    "b2": UNIT_INTERVAL,
+    "weight_decay": NON_NEGATIVE_NUMBER,
+    "grad_clip_norm": POSITIVE_NUMBER,
+    "ema_decay": UNIT_INTERVAL,
+  },
+  "training": {
+    "batch_size": POSITIVE,
+    "num_train_steps": POSITIVE,
+    "log_every_steps": POSITIVE,
+    "eval_every_steps": POSITIVE,
+    "checkpoint_every_steps": POSITIVE,
+    "max_checkpoints_to_keep": POSITIVE,
+    "tracker_momentum": UNIT_INTERVAL,
+    "on_nonfinite": one_of("stop", "skip"),
+    "grad_accum_steps": POSITIVE,
+    "compilation_cache_dir": STRING,
+    "profile_steps": NON_NEGATIVE,
+  },
+  "eval": {"batch_size": POSITIVE, "num_passes": POSITIVE, "max_batches": NON_NEGATIVE},
+  "sample": {"budget": BUDGET, "num_samples": POSITIVE, "seed": NON_NEGATIVE},
+  "compress": {"budget": BUDGET, "num_examples": POSITIVE, "order_seed": NON_NEGATIVE},
 }
 
 
@@ -140,8 +162,10 @@ def _check_value(key: str, value, rule: Rule) -> None:
       return
     raise ConfigError(f"config.{key} is not set; it is required and {rule.requirement} (--config.{key}=...).")
   if not _KINDS[rule.kind](value):
-    raise ConfigError(f"config.{key} = {value!r} ({type(value).__name__}), but it must be "
-                      f"{_KIND_NAMES[rule.kind]}; fix it with --config.{key}=...")
+    raise ConfigError(
+      f"config.{key} = {value!r} ({type(value).__name__}), but it must be "
+      f"{_KIND_NAMES[rule.kind]}; fix it with --config.{key}=..."
+    )
   if not rule.ok(value):
     if rule.requirement.startswith("is not one of"):
       raise ConfigError(f"config.{key} = {value!r} {rule.requirement}; pick one with --config.{key}=...")
@@ -160,42 +184,54 @@ def _keys_of(rules: Mapping[str, Any]) -> set[str]:
 def _validate_section(section, spec: Mapping[str, Any], prefix: str) -> None:
   """Checks one nested section: its keys are exactly those `spec` gives after resolving its Choices."""
   if not hasattr(section, "keys"):
-    raise ConfigError(f"config.{prefix[:-1]} = {section!r} must be a section (a ConfigDict), as in "
-                      "configs/common.py.")
+    raise ConfigError(f"config.{prefix[:-1]} = {section!r} must be a section (a ConfigDict), as in configs/common.py.")
   rules, chosen, pending = {}, [], list(spec.items())
   while pending:
     key, rule = pending.pop(0)
     if isinstance(rule, Choice):
       if key not in section:
         context = "".join(f" for {prefix}{k}={v!r}" for k, v, _ in chosen)
-        raise ConfigError(f"config.{prefix}{key} is missing{context}; add it to the config file (one of "
-                          f"{list(rule.options)}; configs/common.py builds every section).")
+        raise ConfigError(
+          f"config.{prefix}{key} is missing{context}; add it to the config file (one of "
+          f"{list(rule.options)}; configs/common.py builds every section)."
+        )
       value = section[key]
       if value not in rule.options:
-        raise ConfigError(f"config.{prefix}{key} = {value!r} is not one of {list(rule.options)}; pick one with "
-                          f"--config.{prefix}{key}=...")
+        raise ConfigError(
+          f"config.{prefix}{key} = {value!r} is not one of {list(rule.options)}; pick one with "
+          f"--config.{prefix}{key}=..."
+        )
       chosen.append((key, value, rule))
       rules[key] = None
       pending.extend(rule.options[value].items())
     else:
       rules[key] = rule
   selected_by = " and ".join(f"{prefix}{key}={value!r}" for key, value, _ in chosen) or (
-      f"config.{prefix[:-1]}" if prefix else "the config")
+    f"config.{prefix[:-1]}" if prefix else "the config"
+  )
   for key in section.keys():
     if key in rules:
       continue
-    owners = [f"{prefix}{selector}={option!r}" for selector, value, choice in chosen
-              for option, option_rules in choice.options.items()
-              if option != value and key in _keys_of(option_rules)]
+    owners = [
+      f"{prefix}{selector}={option!r}"
+      for selector, value, choice in chosen
+      for option, option_rules in choice.options.items()
+      if option != value and key in _keys_of(option_rules)
+    ]
     if owners:
-      raise ConfigError(f"config.{prefix}{key} is not used with {selected_by} (only with {', '.join(owners)}); "
-                        f"remove it from the config.")
-    raise ConfigError(f"config.{prefix}{key} is not a key of {selected_by}; remove or rename it (its keys: "
-                      f"{', '.join(rules)}).")
+      raise ConfigError(
+        f"config.{prefix}{key} is not used with {selected_by} (only with {', '.join(owners)}); "
+        f"remove it from the config."
+      )
+    raise ConfigError(
+      f"config.{prefix}{key} is not a key of {selected_by}; remove or rename it (its keys: {', '.join(rules)})."
+    )
   for key, rule in rules.items():
     if key not in section:
-      raise ConfigError(f"config.{prefix}{key} is missing for {selected_by}; add it to the config file "
-                        "(configs/common.py has its default).")
+      raise ConfigError(
+        f"config.{prefix}{key} is missing for {selected_by}; add it to the config file "
+        "(configs/common.py has its default)."
+      )
     if isinstance(rule, Mapping):
       _validate_section(section[key], rule, f"{prefix}{key}.")
     elif rule is not None:
@@ -212,9 +248,11 @@ def validate(config) -> None:
   model = config.model
   width_key = "width" if model.name == "transformer" else "ch"
   if model[width_key] % model.num_heads:
-    raise ConfigError(f"config.model.num_heads = {model.num_heads} does not divide config.model.{width_key} = "
-                      f"{model[width_key]} (each attention head gets width / num_heads features); fix one of "
-                      f"them with --config.model.num_heads=... or --config.model.{width_key}=...")
+    raise ConfigError(
+      f"config.model.num_heads = {model.num_heads} does not divide config.model.{width_key} = "
+      f"{model[width_key]} (each attention head gets width / num_heads features); fix one of "
+      f"them with --config.model.num_heads=... or --config.model.{width_key}=..."
+    )
 
 
 def check_against_data(config, num_variables: int, num_classes: int) -> None:
@@ -223,28 +261,38 @@ def check_against_data(config, num_variables: int, num_classes: int) -> None:
     section, name = key.split(".")
     budget = config[section][name]
     if budget is None or not 1 <= budget <= num_variables:
-      raise ConfigError(f"config.{key} = {budget} network calls per stage, but it is required and must "
-                        f"lie in 1..D with D = {num_variables} variables per data point (D: one call per "
-                        f"variable); set it with --config.{key}=...")
+      raise ConfigError(
+        f"config.{key} = {budget} network calls per stage, but it is required and must "
+        f"lie in 1..D with D = {num_variables} variables per data point (D: one call per "
+        f"variable); set it with --config.{key}=..."
+      )
   objective = config.objective
   if objective.kind == "oa" and not 0 <= objective.absorbing_value <= num_classes:
-    raise ConfigError(f"config.objective.absorbing_value = {objective.absorbing_value} is outside "
-                      f"0..{num_classes} for {num_classes}-class data; use {num_classes} (an extra token, as for "
-                      f"text) or a mid-range value (images: 128) with --config.objective.absorbing_value=...")
+    raise ConfigError(
+      f"config.objective.absorbing_value = {objective.absorbing_value} is outside "
+      f"0..{num_classes} for {num_classes}-class data; use {num_classes} (an extra token, as for "
+      f"text) or a mid-range value (images: 128) with --config.objective.absorbing_value=..."
+    )
   if objective.kind == "upscale" and objective.transitions == "text8" and num_classes != 27:
-    raise ConfigError(f"config.objective.transitions = 'text8' needs the 27 text8 classes, the data has "
-                      f"{num_classes}; use --config.objective.transitions=digits.")
+    raise ConfigError(
+      f"config.objective.transitions = 'text8' needs the 27 text8 classes, the data has "
+      f"{num_classes}; use --config.objective.transitions=digits."
+    )
 
 
 def check_batch_divisibility(config, num_devices: int) -> None:
   for section in ("training", "eval"):
     batch_size = config[section].batch_size
     if batch_size % num_devices:
-      raise ConfigError(f"config.{section}.batch_size = {batch_size} is not divisible by the {num_devices} "
-                        f"devices of the mesh; use a multiple of {num_devices} "
-                        f"(--config.{section}.batch_size=...).")
+      raise ConfigError(
+        f"config.{section}.batch_size = {batch_size} is not divisible by the {num_devices} "
+        f"devices of the mesh; use a multiple of {num_devices} "
+        f"(--config.{section}.batch_size=...)."
+      )
   accum = config.training.grad_accum_steps
   if config.training.batch_size % (accum * num_devices):
-    raise ConfigError(f"config.training.batch_size = {config.training.batch_size} is not divisible by "
-                      f"training.grad_accum_steps ({accum}) x {num_devices} devices; every micro-batch must split "
-                      "evenly over the devices (--config.training.grad_accum_steps=...).")
+    raise ConfigError(
+      f"config.training.batch_size = {config.training.batch_size} is not divisible by "
+      f"training.grad_accum_steps ({accum}) x {num_devices} devices; every micro-batch must split "
+      "evenly over the devices (--config.training.grad_accum_steps=...)."
+    )

@@ -3,6 +3,7 @@
 This is the one place that wires the independent pieces (data, models, the ARDM math) together; the train
 loop, the tools in main.py and the tests all start from `build_experiment(config)`.
 """
+
 import dataclasses
 import functools
 import math
@@ -18,7 +19,6 @@ from ardm_jax import config_schema
 from ardm_jax import data as data_lib
 from ardm_jax import objective
 from ardm_jax import upscale
-from ardm_jax.models import layers
 from ardm_jax.models import transformer
 from ardm_jax.models import unet
 
@@ -48,6 +48,7 @@ def enable_compilation_cache(cache_dir: str) -> None:
 @dataclasses.dataclass(frozen=True)
 class Experiment:
   """Everything a run needs, derived once from the config."""
+
   config: ml_collections.ConfigDict
   dataset: Any  # data.Dataset: event_shape, num_classes, train_batch, eval_batches.
   model: Any  # A flax module mapping (x_in, known, t) to logits.
@@ -86,10 +87,12 @@ class Experiment:
     obj = self.config.objective
     logits_fn = self.logits_fn(params, dropout_rng)
     if self.transitions is None:
-      return objective.oa_ardm_loss_at(logits_fn, x, sigma, t, absorbing_value=obj.absorbing_value,
-                                       ce_weight=obj.ce_weight)
-    return upscale.upscale_loss_at(logits_fn, x, sigma, t, self.transitions,
-                                   parametrisation=obj.parametrisation, ce_weight=obj.ce_weight)
+      return objective.oa_ardm_loss_at(
+        logits_fn, x, sigma, t, absorbing_value=obj.absorbing_value, ce_weight=obj.ce_weight
+      )
+    return upscale.upscale_loss_at(
+      logits_fn, x, sigma, t, self.transitions, parametrisation=obj.parametrisation, ce_weight=obj.ce_weight
+    )
 
   def loss(self, params, x: jax.Array, rng: jax.Array, train: bool = False):
     """(scalar training loss in bits/dim, objective.Terms) with a random order and step per example."""
@@ -128,8 +131,9 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int, transitions
   else:
     num_stages = transitions.num_stages
     num_classes_out = transitions.num_outputs(config.objective.parametrisation)
-  return MODELS[config.model.name](num_classes=num_classes, num_classes_out=num_classes_out,
-                                   num_stages=num_stages, **fields)
+  return MODELS[config.model.name](
+    num_classes=num_classes, num_classes_out=num_classes_out, num_stages=num_stages, **fields
+  )
 
 
 def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
@@ -142,8 +146,13 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
     raise ConfigError(str(e)) from e
   config_schema.check_against_data(config, math.prod(dataset.event_shape), dataset.num_classes)
   transitions = build_transitions(config, dataset.num_classes)
-  return Experiment(config=config, dataset=dataset, model=build_model(config, dataset.num_classes, transitions),
-                    optimizer=make_optimizer(config.optimizer), transitions=transitions)
+  return Experiment(
+    config=config,
+    dataset=dataset,
+    model=build_model(config, dataset.num_classes, transitions),
+    optimizer=make_optimizer(config.optimizer),
+    transitions=transitions,
+  )
 
 
 def shape_only_experiment(config: ml_collections.ConfigDict, event_shape, num_classes: int) -> Experiment:
@@ -160,5 +169,10 @@ def shape_only_experiment(config: ml_collections.ConfigDict, event_shape, num_cl
   validate_config(config)
   dataset = types.SimpleNamespace(event_shape=tuple(event_shape), num_classes=num_classes)
   transitions = build_transitions(config, num_classes)
-  return Experiment(config=config, dataset=dataset, model=build_model(config, num_classes, transitions),
-                    optimizer=make_optimizer(config.optimizer), transitions=transitions)
+  return Experiment(
+    config=config,
+    dataset=dataset,
+    model=build_model(config, num_classes, transitions),
+    optimizer=make_optimizer(config.optimizer),
+    transitions=transitions,
+  )

@@ -3,6 +3,7 @@
 Every mode uses the EMA parameters. The planner works on the tracked per-step losses L_t (bits per dimension,
 sum_t L_t ~= bpd), sorted in descending order per stage; upscale models plan every stage with the same budget.
 """
+
 import functools
 import math
 
@@ -33,9 +34,14 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
   exp, trainer, state = restore(config, workdir)
   config = exp.config
   result = trainer.evaluate(state.ema_params, jax.random.key_data(jax.random.key(config.seed + 1)))
-  logging.info("step %d: test bpd %.4f +- %.4f (%d estimates: %d passes, one (t, order) per example each)",
-               int(state.step), result["eval_bpd"], result["eval_bpd_stderr"], result["eval_count"],
-               config.eval.num_passes)
+  logging.info(
+    "step %d: test bpd %.4f +- %.4f (%d estimates: %d passes, one (t, order) per example each)",
+    int(state.step),
+    result["eval_bpd"],
+    result["eval_bpd_stderr"],
+    result["eval_count"],
+    config.eval.num_passes,
+  )
   writer = metrics_io.create_writer(workdir)
   writer.write_scalars(int(state.step), result)
   writer.flush()
@@ -50,8 +56,12 @@ def stage_step_losses(exp: experiment.Experiment, state) -> np.ndarray:
   """
   per_stage, unseen = step_tracker.seen_stage_losses(state.tracker, exp.num_stages)
   if unseen:
-    logging.warning("Planning with the steps training has seen: %d of %d steps were never seen and take the "
-                    "interpolated loss of the seen steps around them.", unseen, exp.total_steps)
+    logging.warning(
+      "Planning with the steps training has seen: %d of %d steps were never seen and take the "
+      "interpolated loss of the seen steps around them.",
+      unseen,
+      exp.total_steps,
+    )
   return np.stack([planner.sort_step_losses(np.asarray(losses, np.float64)) for losses in per_stage])
 
 
@@ -85,8 +95,7 @@ def sample(config: ml_collections.ConfigDict, workdir: str) -> np.ndarray:
     outputs.write_text(path, "\n".join(texts) + "\n")
     writer.write_texts(step, {f"samples_budget{budget}": "\n\n".join(texts)})
   writer.flush()
-  logging.info("Saved %d samples (%d calls per stage, planned %.4f bpd) to %s", len(samples), budget,
-               planned_bpd, path)
+  logging.info("Saved %d samples (%d calls per stage, planned %.4f bpd) to %s", len(samples), budget, planned_bpd, path)
   print(f"samples ({budget} calls per stage, planned {planned_bpd:.4f} bpd): {path}")
   return samples
 
@@ -130,8 +139,9 @@ def compress(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
   cfg = config.compress
   # Planned with the steps training has seen: an unseen step takes the interpolated loss around it, never 0.
   losses, unseen = step_tracker.seen_stage_losses(state.tracker, exp.num_stages)
-  starts = np.stack([planner.plan(planner.sort_step_losses(stage_losses), cfg.budget).starts
-                     for stage_losses in losses])
+  starts = np.stack(
+    [planner.plan(planner.sort_step_losses(stage_losses), cfg.budget).starts for stage_losses in losses]
+  )
   if unseen:
     print(f"planned with the seen steps: {unseen} of {exp.total_steps} tracker steps were never seen")
   event_shape = tuple(exp.dataset.event_shape)
@@ -139,8 +149,9 @@ def compress(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
   # Parameters are a jit argument (not baked-in constants); encoder and decoder make identical batched calls.
   logits_fn = functools.partial(jax.jit(exp.model.apply), {"params": state.ema_params})
   process = _process(exp)
-  xs = np.concatenate([batch[weight > 0] for batch, weight in exp.dataset.eval_batches(config.eval.batch_size)]
-                      )[:cfg.num_examples]
+  xs = np.concatenate([batch[weight > 0] for batch, weight in exp.dataset.eval_batches(config.eval.batch_size)])[
+    : cfg.num_examples
+  ]
   batch_size = min(len(xs), config.eval.batch_size)
   messages = coder.encode(logits_fn, xs, sigma, starts, process, batch_size=batch_size)
   decoded = coder.decode(logits_fn, messages, sigma, starts, process, xs.shape, batch_size=batch_size)
@@ -153,9 +164,13 @@ def compress(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
       paths.write_atomically(out_dir / f"test_{index:05d}.ardm", message.astype("<u4").tobytes())
   num_variables = exp.num_variables
   bits = [coder.compressed_bits(message) for message in messages]
-  result = {"compressed_bpd": float(np.mean(bits)) / num_variables,
-            "model_bpd": float(np.mean(-np.asarray(log_q, np.float64))) / math.log(2.0) / num_variables,
-            "num_examples": len(bits)}
-  print(f"compressed {len(bits)} test points with {cfg.budget} calls per stage: "
-        f"{result['compressed_bpd']:.4f} bpd (model -log2 q: {result['model_bpd']:.4f} bpd), messages in {out_dir}")
+  result = {
+    "compressed_bpd": float(np.mean(bits)) / num_variables,
+    "model_bpd": float(np.mean(-np.asarray(log_q, np.float64))) / math.log(2.0) / num_variables,
+    "num_examples": len(bits),
+  }
+  print(
+    f"compressed {len(bits)} test points with {cfg.budget} calls per stage: "
+    f"{result['compressed_bpd']:.4f} bpd (model -log2 q: {result['model_bpd']:.4f} bpd), messages in {out_dir}"
+  )
   return result

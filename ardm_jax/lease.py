@@ -6,6 +6,7 @@ heartbeat in it while training and deletes it on exit. A lease is stale, and may
 holder is gone: on the same host its process no longer exists (a `kill -9`), elsewhere its heartbeat is older
 than STALE_AFTER_S (a preempted VM). The lease is taken before anything in the workdir is touched.
 """
+
 import json
 import os
 import socket
@@ -83,14 +84,16 @@ class Lease:
       if reason is None:
         age = time.time() - holder["heartbeat"]
         raise WorkdirBusyError(
-            f"{self.path.parent} is in use by another run (host {holder.get('host')}, pid {holder.get('pid')}, "
-            f"heartbeat {age:.0f} s ago). Stop that run or use another --workdir; if that run is dead, its lease "
-            f"expires {STALE_AFTER_S:.0f} s after its last heartbeat, or delete {self.path}.")
+          f"{self.path.parent} is in use by another run (host {holder.get('host')}, pid {holder.get('pid')}, "
+          f"heartbeat {age:.0f} s ago). Stop that run or use another --workdir; if that run is dead, its lease "
+          f"expires {STALE_AFTER_S:.0f} s after its last heartbeat, or delete {self.path}."
+        )
       logging.warning("Taking over the lease of %s: %s.", self.path.parent, reason)
       if _read(self.path) == holder:  # Still the stale record we judged (not a newer run's lease).
         self.path.unlink(missing_ok=True)
-    raise WorkdirBusyError(f"Could not take the lease {self.path}: another run took it first. Use another "
-                           "--workdir or stop that run.")
+    raise WorkdirBusyError(
+      f"Could not take the lease {self.path}: another run took it first. Use another --workdir or stop that run."
+    )
 
   def renew(self, force: bool = False) -> None:
     """Refreshes the heartbeat (at most every HEARTBEAT_S unless forced); raises if the lease was taken."""
@@ -98,9 +101,11 @@ class Lease:
       return
     holder = _read(self.path)
     if not holder or holder.get("owner") != self.record["owner"]:
-      raise WorkdirBusyError(f"The lease {self.path} was taken by another run (host {(holder or {}).get('host')},"
-                             f" pid {(holder or {}).get('pid')}); stopping so that the two runs do not overwrite "
-                             "each other's checkpoints.")
+      raise WorkdirBusyError(
+        f"The lease {self.path} was taken by another run (host {(holder or {}).get('host')},"
+        f" pid {(holder or {}).get('pid')}); stopping so that the two runs do not overwrite "
+        "each other's checkpoints."
+      )
     paths.write_atomically(self.path, self._payload())
 
   def release(self) -> None:

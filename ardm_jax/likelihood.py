@@ -5,6 +5,7 @@ starts[i] <= sigma < starts[i+1] with its own log-probs (plan_walk.py). This is 
 model that the parallel sampler (sampler.py) samples from, and the cost a lossless coder pays (PAPER.md
 section 4). With starts = arange(D) it is the model's exact log p(x) for those orders.
 """
+
 import jax
 import jax.numpy as jnp
 
@@ -13,8 +14,7 @@ from ardm_jax import orders
 from ardm_jax import plan_walk
 
 
-def log_likelihood(logits_fn: objective.LogitsFn, x: jax.Array, sigma: jax.Array, starts,
-                   process: plan_walk.Process):
+def log_likelihood(logits_fn: objective.LogitsFn, x: jax.Array, sigma: jax.Array, starts, process: plan_walk.Process):
   """log p(x) under a plan per stage, in nats (the sum over stages and calls).
 
   Args:
@@ -36,12 +36,14 @@ def log_likelihood(logits_fn: objective.LogitsFn, x: jax.Array, sigma: jax.Array
     s, i = k // num_calls, k % num_calls
     known = orders.known_mask(sigma[s], starts[s, i])
     coarse = plan_walk.stage_values(process, x, s)
-    log_probs = plan_walk.call_log_probs(process, logits_fn, plan_walk.stage_values(process, x, s + 1), coarse,
-                                         known, s, starts[s, i])
+    log_probs = plan_walk.call_log_probs(
+      process, logits_fn, plan_walk.stage_values(process, x, s + 1), coarse, known, s, starts[s, i]
+    )
     log_p = jnp.take_along_axis(log_probs, plan_walk.child_number(process, x, s)[..., None], axis=-1)[..., 0]
     scored = orders.step_mask(sigma[s], starts[s, i], ends[s, i])
     return per_call.at[:, s, i].set(objective.sum_over_event(jnp.where(scored, log_p, 0.0)))
 
-  per_call = jax.lax.fori_loop(0, num_stages * num_calls, call,
-                               jnp.zeros((batch_size, num_stages, num_calls), jnp.float32))
+  per_call = jax.lax.fori_loop(
+    0, num_stages * num_calls, call, jnp.zeros((batch_size, num_stages, num_calls), jnp.float32)
+  )
   return per_call.sum(axis=(1, 2)), per_call

@@ -6,6 +6,7 @@ import fails training logs scalars through absl instead (no TensorBoard files) a
 on an object store, TensorBoard event files are written to a local staging directory and copied into the
 workdir at every flush (through the same path layer as everything else).
 """
+
 import tempfile
 import time
 from typing import Any, Callable, Mapping
@@ -91,8 +92,7 @@ def create_writer(workdir: str):
 FIRST_PROFILED_STEP = 10
 
 
-def progress_hooks(num_train_steps: int, writer, workdir: str, profile_steps: int = 0
-                   ) -> list[Callable[[int], None]]:
+def progress_hooks(num_train_steps: int, writer, workdir: str, profile_steps: int = 0) -> list[Callable[[int], None]]:
   """Periodic actions called with the step after every update: steps/s and ETA reports, and, if profile_steps
   > 0, a jax.profiler trace of profile_steps steps from step FIRST_PROFILED_STEP on and then every hour, written
   under workdir/plugins/profile (open with TensorBoard's profile plugin or Perfetto)."""
@@ -105,8 +105,11 @@ def progress_hooks(num_train_steps: int, writer, workdir: str, profile_steps: in
   _, periodic_actions = clu_modules
   hooks = [periodic_actions.ReportProgress(num_train_steps=num_train_steps, writer=writer, every_secs=60.0)]
   if profile_steps:
-    hooks.append(periodic_actions.Profile(logdir=workdir, num_profile_steps=profile_steps,
-                                          profile_duration_ms=None, first_profile=FIRST_PROFILED_STEP))
+    hooks.append(
+      periodic_actions.Profile(
+        logdir=workdir, num_profile_steps=profile_steps, profile_duration_ms=None, first_profile=FIRST_PROFILED_STEP
+      )
+    )
   return hooks
 
 
@@ -141,7 +144,8 @@ class MetricWindow:
     if self._collection is None:
       names = sorted(k for k in metrics if k != "finite")
       self._collection = clu_metrics.Collection.create(
-          **{name: clu_metrics.Average.from_output(name) for name in names})
+        **{name: clu_metrics.Average.from_output(name) for name in names}
+      )
 
       def single(step_metrics):
         outputs = {k: jnp.reshape(v, (1,)) for k, v in step_metrics.items()}  # Masks need a leading axis.

@@ -4,6 +4,7 @@ For an order sigma and a 0-based step t, the network sees the variables with sig
 others at once; log_px sums their log-likelihoods and D / (D - t) * log_px is an unbiased estimate (over t)
 of the ELBO of log p(x). Losses are reported in bits per dimension.
 """
+
 import math
 from typing import Callable, NamedTuple
 
@@ -22,6 +23,7 @@ class Terms(NamedTuple):
   per_example: [B] arrays, {'nelbo_bpd': the nelbo estimate of each example (bits/dim), 't': its global step,
     'step_loss': -log_px / ((D - t) D ln 2), the bits/dim of step t alone (sum over steps = bpd)}.
   """
+
   scalars: dict[str, jax.Array]
   per_example: dict[str, jax.Array]
 
@@ -37,8 +39,7 @@ def sum_over_event(values: jax.Array) -> jax.Array:
   return jnp.sum(values, axis=tuple(range(1, values.ndim)))
 
 
-def oa_log_px(logits_fn: LogitsFn, x: jax.Array, sigma: jax.Array, t: jax.Array, absorbing_value: int
-              ) -> jax.Array:
+def oa_log_px(logits_fn: LogitsFn, x: jax.Array, sigma: jax.Array, t: jax.Array, absorbing_value: int) -> jax.Array:
   """Sum of log p(x_i | known) over the variables still to generate at step t, in nats.
 
   Args:
@@ -56,8 +57,9 @@ def oa_log_px(logits_fn: LogitsFn, x: jax.Array, sigma: jax.Array, t: jax.Array,
   return sum_over_event(jnp.where(known, 0.0, log_prob_of(logits, x)))
 
 
-def loss_terms(log_px: jax.Array, t: jax.Array, t_global: jax.Array, num_variables: int, *,
-               ce_weight: float, elbo_scale: float = 1.0):
+def loss_terms(
+  log_px: jax.Array, t: jax.Array, t_global: jax.Array, num_variables: int, *, ce_weight: float, elbo_scale: float = 1.0
+):
   """The training loss and named terms from the summed log-likelihood of one step per example.
 
   Args:
@@ -82,8 +84,9 @@ def loss_terms(log_px: jax.Array, t: jax.Array, t_global: jax.Array, num_variabl
   return loss, Terms(scalars, per_example)
 
 
-def oa_ardm_loss_at(logits_fn: LogitsFn, x: jax.Array, sigma: jax.Array, t: jax.Array, *,
-                    absorbing_value: int, ce_weight: float = 0.0):
+def oa_ardm_loss_at(
+  logits_fn: LogitsFn, x: jax.Array, sigma: jax.Array, t: jax.Array, *, absorbing_value: int, ce_weight: float = 0.0
+):
   """OA-ARDM loss for given orders sigma [B, *event] and steps t [B] (e.g. enumerated for exact evaluation).
 
   Returns (loss, Terms) as `loss_terms`.
@@ -92,8 +95,15 @@ def oa_ardm_loss_at(logits_fn: LogitsFn, x: jax.Array, sigma: jax.Array, t: jax.
   return loss_terms(log_px, t, t, sigma[0].size, ce_weight=ce_weight)
 
 
-def oa_ardm_loss(logits_fn: LogitsFn, x: jax.Array, rng: jax.Array, *, absorbing_value: int,
-                 ce_weight: float = 0.0, antithetic: bool = False):
+def oa_ardm_loss(
+  logits_fn: LogitsFn,
+  x: jax.Array,
+  rng: jax.Array,
+  *,
+  absorbing_value: int,
+  ce_weight: float = 0.0,
+  antithetic: bool = False,
+):
   """OA-ARDM training loss in bits/dim with a random order and step per example.
 
   Args:

@@ -4,6 +4,7 @@ An order is stored as ranks: `sigma[b, i]` is the step at which variable i of ex
 `sigma[b]` (flattened) is a permutation of 0..D-1. At step t the variables with `sigma < t` are known and
 the ones with `sigma >= t` are still to be generated (PAPER.md section 1, 0-based t).
 """
+
 import math
 from typing import Sequence
 
@@ -81,10 +82,14 @@ def plan_bounds(starts, num_variables: int):
   """
   if not isinstance(starts, jax.core.Tracer):
     concrete = np.asarray(starts)
-    if (concrete.ndim == 0 or concrete.shape[-1] == 0 or np.any(concrete[..., 0] != 0)
-        or np.any(np.diff(concrete, axis=-1) <= 0) or np.any(concrete >= num_variables)):
-      raise ValueError(f"starts must begin at 0, increase strictly and stay below D = {num_variables}; "
-                       f"got {concrete}.")
+    if (
+      concrete.ndim == 0
+      or concrete.shape[-1] == 0
+      or np.any(concrete[..., 0] != 0)
+      or np.any(np.diff(concrete, axis=-1) <= 0)
+      or np.any(concrete >= num_variables)
+    ):
+      raise ValueError(f"starts must begin at 0, increase strictly and stay below D = {num_variables}; got {concrete}.")
   starts = jnp.asarray(starts, jnp.int32)
   last = jnp.full(starts.shape[:-1] + (1,), num_variables, jnp.int32)
   return starts, jnp.concatenate([starts[..., 1:], last], axis=-1)

@@ -3,6 +3,7 @@
 Everything goes through the path layer (local or gs://) and is written by process 0 only; the other hosts of a
 multi-host run compute the same results and write nothing.
 """
+
 import io
 import math
 
@@ -24,12 +25,13 @@ def image_grid(images_NxHxWxC: np.ndarray) -> np.ndarray:
   grid = np.full((rows * (h + 1) - 1, cols * (w + 1) - 1, c), 255, np.uint8)
   for i, image in enumerate(images_NxHxWxC):
     r, col = divmod(i, cols)
-    grid[r * (h + 1):r * (h + 1) + h, col * (w + 1):col * (w + 1) + w] = image
+    grid[r * (h + 1) : r * (h + 1) + h, col * (w + 1) : col * (w + 1) + w] = image
   return grid
 
 
 def write_png(path: str, image_HxWxC: np.ndarray) -> None:
   from PIL import Image  # pylint: disable=g-import-not-at-top
+
   if not _is_writer():
     return
   buffer = io.BytesIO()
@@ -47,8 +49,10 @@ def write_plan_plot(path: str, costs: np.ndarray, num_stages: int) -> None:
   if not _is_writer():
     return
   import matplotlib  # pylint: disable=g-import-not-at-top
+
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+
   fig, ax = plt.subplots(figsize=(5, 3.5))
   ax.plot(np.arange(1, len(costs) + 1), costs)
   ax.set_xscale("log")

@@ -5,6 +5,7 @@ such as `gs://bucket/run` stays a URL and is served by tf.io.gfile or, with `EPA
 (gcsfs). Object stores have no directories and no atomic rename, so writers here never rely on either:
 `write_atomically` writes the whole object in one request and `move_tree` copies then deletes.
 """
+
 import os
 import uuid
 
@@ -65,6 +66,7 @@ def create_exclusively(path: epath.Path, data: bytes) -> bool:
       f.write(data)
     return True
   import fsspec  # pylint: disable=import-outside-toplevel
+
   fs, object_path = fsspec.core.url_to_fs(os.fspath(path))
   try:
     fs.pipe_file(object_path, data, mode="create")  # gcsfs: an upload with ifGenerationMatch=0.

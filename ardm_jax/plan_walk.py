@@ -13,6 +13,7 @@ value), and the network is shown the absorbing value for a variable that is not 
 children (upscale.Transitions.valid_children), so the four walks share one step: the network input from the
 current values, one network call, and the log-probabilities over the children of every variable.
 """
+
 import dataclasses
 import functools
 
@@ -35,6 +36,7 @@ class Process:
     input_values: int32 [S+1, K], [s, v]: what the network is shown for a variable whose stage-s value is v
       (the stage-s values themselves, except the OA absorbing value at stage 0).
   """
+
   transitions: upscale.Transitions
   parametrisation: str
   input_values: np.ndarray
@@ -107,7 +109,7 @@ def children_log_probs(process: Process, logits, coarse, stage):
   log_probs = upscale.next_state_log_probs(tr, logits, coarse, stage, process.parametrisation)
   if process.parametrisation == "data":  # a child's probability is the total of its fine classes
     child_of_class = jnp.asarray(tr.child_index)[orders.per_example(stage, coarse.ndim)]  # [B, 1.., K]
-    to_child = child_of_class[..., None] == jnp.arange(tr.max_branching)                   # [B, 1.., K, C]
+    to_child = child_of_class[..., None] == jnp.arange(tr.max_branching)  # [B, 1.., K, C]
     log_probs = jax.nn.logsumexp(jnp.where(to_child, log_probs[..., None], -jnp.inf), axis=-2)
   return log_probs
 
@@ -135,6 +137,9 @@ def call_log_probs(process: Process, logits_fn: objective.LogitsFn, values, coar
     start: the call's first step t (scalar).
   """
   batch_size, num_variables = coarse.shape[0], coarse[0].size
-  logits = logits_fn(network_input(process, values, coarse, known, stage), known,
-                     jnp.full((batch_size,), stage * num_variables + start, jnp.int32))
+  logits = logits_fn(
+    network_input(process, values, coarse, known, stage),
+    known,
+    jnp.full((batch_size,), stage * num_variables + start, jnp.int32),
+  )
   return children_log_probs(process, logits, coarse, stage)

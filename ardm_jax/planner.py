@@ -38,6 +38,7 @@ and made monotone by a cummax) even if rounding of a near-tie were to break the 
 Use: host functions, numpy in and out. The budget is a traced value, so plan and plan_all share one
 compilation per D. benchmarks/planner.py times them against the paper's O(D^3) DP.
 """
+
 import functools
 import operator
 from typing import NamedTuple
@@ -55,17 +56,19 @@ _MAX_TABLE_STEPS = 4096
 
 class Plan(NamedTuple):
   """An optimal plan: call i generates steps starts[i] .. starts[i+1]-1 (the last call up to D-1)."""
+
   starts: np.ndarray  # int64 [budget], starts[0] == 0, strictly increasing, all < D
-  cost: float         # sum_i (starts[i+1] - starts[i]) * step_losses[starts[i]], with starts[budget] = D
+  cost: float  # sum_i (starts[i+1] - starts[i]) * step_losses[starts[i]], with starts[budget] = D
 
 
 class _Level(NamedTuple):
   """Static schedule of one divide-and-conquer level (see the module docstring)."""
-  rows: np.ndarray     # int32 [n, q] rows solved here, per interval (padded by repeating a row)
-  left: np.ndarray     # int32 [n] index in the bounds array of the solved row bounding each interval below
-  right: np.ndarray    # int32 [n] same, above
-  chunk_width: int     # columns are scanned in contiguous chunks of this width
-  num_chunks: int      # static upper bound on the chunks needed by all windows together
+
+  rows: np.ndarray  # int32 [n, q] rows solved here, per interval (padded by repeating a row)
+  left: np.ndarray  # int32 [n] index in the bounds array of the solved row bounding each interval below
+  right: np.ndarray  # int32 [n] same, above
+  chunk_width: int  # columns are scanned in contiguous chunks of this width
+  num_chunks: int  # static upper bound on the chunks needed by all windows together
 
 
 def sort_step_losses(tracked_losses) -> np.ndarray:
@@ -107,35 +110,37 @@ def plan_cost(step_losses, starts) -> float:
 def _validated_losses(step_losses) -> np.ndarray:
   losses = np.asarray(step_losses)
   if not (np.issubdtype(losses.dtype, np.floating) or np.issubdtype(losses.dtype, np.integer)):
-    raise ValueError(f'step_losses must be real numbers, got dtype {losses.dtype}')
+    raise ValueError(f"step_losses must be real numbers, got dtype {losses.dtype}")
   losses = losses.astype(np.float64)
   if losses.ndim != 1:
-    raise ValueError(f'step_losses must be 1-D [D], got shape {losses.shape}')
+    raise ValueError(f"step_losses must be 1-D [D], got shape {losses.shape}")
   if losses.shape[0] == 0:
-    raise ValueError('step_losses is empty (D = 0)')
+    raise ValueError("step_losses is empty (D = 0)")
   if not np.all(np.isfinite(losses)):
     index = np.flatnonzero(~np.isfinite(losses))[0]
-    raise ValueError(f'step_losses must be finite, got {losses[index]} at index {index}')
+    raise ValueError(f"step_losses must be finite, got {losses[index]} at index {index}")
   if np.any(losses < 0):
     index = np.flatnonzero(losses < 0)[0]
-    raise ValueError(f'step_losses must be non-negative, got {losses[index]} at index {index}')
+    raise ValueError(f"step_losses must be non-negative, got {losses[index]} at index {index}")
   ascending = np.flatnonzero(np.diff(losses) > 0)
   if ascending.size:
     i = ascending[0]
-    raise ValueError(f'step_losses must be sorted in descending order (see sort_step_losses), but '
-                     f'step_losses[{i}] = {losses[i]} < step_losses[{i + 1}] = {losses[i + 1]}')
+    raise ValueError(
+      f"step_losses must be sorted in descending order (see sort_step_losses), but "
+      f"step_losses[{i}] = {losses[i]} < step_losses[{i + 1}] = {losses[i + 1]}"
+    )
   return losses
 
 
 def _validated_budget(budget, num_steps: int) -> int:
   if isinstance(budget, (bool, np.bool_)):
-    raise ValueError(f'budget must be an integer, got {budget!r}')
+    raise ValueError(f"budget must be an integer, got {budget!r}")
   try:
     budget = operator.index(budget)
   except TypeError:
-    raise ValueError(f'budget must be an integer, got {budget!r}') from None
+    raise ValueError(f"budget must be an integer, got {budget!r}") from None
   if not 1 <= budget <= num_steps:
-    raise ValueError(f'budget must be in 1..D = 1..{num_steps}, got {budget}')
+    raise ValueError(f"budget must be in 1..D = 1..{num_steps}, got {budget}")
   return budget
 
 
@@ -156,8 +161,9 @@ def _schedule(num_steps: int) -> tuple[_Level, ...]:
     rows, left, right, next_intervals = [], [], [], []
     for first, end, below, above in intervals:
       size = end - first
-      solved = (list(range(first, end)) if size <= q else
-                [first + ((i + 1) * (size + 1)) // (q + 1) - 1 for i in range(q)])
+      solved = (
+        list(range(first, end)) if size <= q else [first + ((i + 1) * (size + 1)) // (q + 1) - 1 for i in range(q)]
+      )
       edges = [below] + solved + [above]
       for lo_row, hi_row in zip(edges[:-1], edges[1:]):
         if hi_row - lo_row > 1:
@@ -166,9 +172,15 @@ def _schedule(num_steps: int) -> tuple[_Level, ...]:
       left.append(below + 1)
       right.append(above + 1)
     chunk_width = max(1, min(num_steps, round(num_steps / len(rows))))
-    levels.append(_Level(rows=np.array(rows, np.int32), left=np.array(left, np.int32),
-                         right=np.array(right, np.int32), chunk_width=chunk_width,
-                         num_chunks=len(rows) + (num_steps - 1) // chunk_width))
+    levels.append(
+      _Level(
+        rows=np.array(rows, np.int32),
+        left=np.array(left, np.int32),
+        right=np.array(right, np.int32),
+        chunk_width=chunk_width,
+        num_chunks=len(rows) + (num_steps - 1) // chunk_width,
+      )
+    )
     intervals = next_intervals
   return tuple(levels)
 
@@ -189,34 +201,35 @@ def _solve_layer(prev_costs: jax.Array, step_losses: jax.Array) -> tuple[jax.Arr
   bounds = jnp.zeros(num_steps + 3, jnp.int32).at[-1].set(num_steps - 1)
   for level in _schedule(num_steps):
     num_intervals, width = level.rows.shape[0], level.chunk_width
-    lo, hi = bounds[level.left], bounds[level.right]                            # [n] column windows
+    lo, hi = bounds[level.left], bounds[level.right]  # [n] column windows
     if level.num_chunks == 1:  # a single interval (level 0): one chunk spans all columns
       interval = chunk_start = jnp.zeros(1, jnp.int32)
     else:
       chunks_per_interval = (hi - lo) // width + 1
       first_chunk = jnp.cumsum(chunks_per_interval) - chunks_per_interval
       chunk = jnp.arange(level.num_chunks, dtype=jnp.int32)
-      interval = jnp.cumsum(jnp.zeros(level.num_chunks, jnp.int32).at[first_chunk].set(1)) - 1    # [c]
+      interval = jnp.cumsum(jnp.zeros(level.num_chunks, jnp.int32).at[first_chunk].set(1)) - 1  # [c]
       chunk_start = lo[interval] + width * (chunk - first_chunk[interval])
     # Columns outside the window are clipped to its ends: repeated legal candidates, so the leftmost minimum
     # stays in the window (and so argmins stay monotone) even if rounding were to break the Monge order.
-    cols = jnp.clip(chunk_start[:, None] + jnp.arange(width, dtype=jnp.int32),
-                    lo[interval][:, None], hi[interval][:, None])               # [c, w]
-    rows = jnp.asarray(level.rows)[interval]                                    # [c, q]
-    steps = rows[:, :, None] - cols[:, None, :]                                 # [c, q, w]
-    candidates = jnp.where(steps > 0, prev_costs[cols][:, None, :] + steps * step_losses[cols][:, None, :],
-                           jnp.inf)
-    chunk_min = jnp.min(candidates, axis=-1)                                    # [c, q]
+    cols = jnp.clip(
+      chunk_start[:, None] + jnp.arange(width, dtype=jnp.int32), lo[interval][:, None], hi[interval][:, None]
+    )  # [c, w]
+    rows = jnp.asarray(level.rows)[interval]  # [c, q]
+    steps = rows[:, :, None] - cols[:, None, :]  # [c, q, w]
+    candidates = jnp.where(steps > 0, prev_costs[cols][:, None, :] + steps * step_losses[cols][:, None, :], jnp.inf)
+    chunk_min = jnp.min(candidates, axis=-1)  # [c, q]
     # A float min (exact on column indices): XLA:CPU reduces floats much faster than integers.
     float_cols = cols[:, None, :].astype(candidates.dtype)
     chunk_argmin = jnp.min(jnp.where(candidates == chunk_min[..., None], float_cols, jnp.inf), axis=-1)
-    chunk_argmin = chunk_argmin.astype(jnp.int32)                               # [c, q]
+    chunk_argmin = chunk_argmin.astype(jnp.int32)  # [c, q]
     if level.num_chunks == 1:
       row_min, row_argmin = chunk_min, chunk_argmin
     else:
       row_min = jax.ops.segment_min(chunk_min, interval, num_intervals, indices_are_sorted=True)  # [n, q]
-      row_argmin = jax.ops.segment_min(jnp.where(chunk_min == row_min[interval], chunk_argmin, big),
-                                       interval, num_intervals, indices_are_sorted=True)
+      row_argmin = jax.ops.segment_min(
+        jnp.where(chunk_min == row_min[interval], chunk_argmin, big), interval, num_intervals, indices_are_sorted=True
+      )
     # A no-op in exact arithmetic (argmins are monotone); with the clipping above it keeps later windows
     # well formed if rounding of near-ties ever broke the Monge order.
     row_argmin = jax.lax.cummax(row_argmin, axis=1)
@@ -251,7 +264,7 @@ def _run_layers(losses: np.ndarray, budget: int, with_starts: bool) -> tuple[np.
     return np.asarray(final_costs, np.float64), np.asarray(starts, np.int64)
 
 
-@functools.partial(jax.jit, static_argnames='table_rows')
+@functools.partial(jax.jit, static_argnames="table_rows")
 def _layers(step_losses: jax.Array, budget: jax.Array, *, table_rows: int) -> tuple[jax.Array, jax.Array]:
   """Runs layers 1..budget (traced).
 
@@ -265,17 +278,20 @@ def _layers(step_losses: jax.Array, budget: jax.Array, *, table_rows: int) -> tu
   def add_layer(k, carry):
     costs, final_costs, argmins = carry
     costs, layer_argmins = _solve_layer(costs, step_losses)
-    argmins = argmins.at[k].set(layer_argmins.astype(table_dtype), mode='drop')
+    argmins = argmins.at[k].set(layer_argmins.astype(table_dtype), mode="drop")
     return costs, final_costs.at[k].set(costs[-1]), argmins
 
-  carry = (_initial_costs(step_losses), jnp.full(num_steps, jnp.inf, step_losses.dtype),
-           jnp.zeros((table_rows, num_steps + 1), table_dtype))  # argmins[k, t]: last start, k + 1 calls
+  carry = (
+    _initial_costs(step_losses),
+    jnp.full(num_steps, jnp.inf, step_losses.dtype),
+    jnp.zeros((table_rows, num_steps + 1), table_dtype),
+  )  # argmins[k, t]: last start, k + 1 calls
   _, final_costs, argmins = jax.lax.fori_loop(0, budget, add_layer, carry)
 
   def backtrack(i, carry):
     end, starts = carry
     start = argmins[budget - 1 - i, end].astype(jnp.int32)
-    return start, starts.at[budget - 1 - i].set(start, mode='drop')
+    return start, starts.at[budget - 1 - i].set(start, mode="drop")
 
   starts = jnp.zeros(table_rows, jnp.int32)
   _, starts = jax.lax.fori_loop(0, budget, backtrack, (jnp.int32(num_steps), starts))

@@ -6,6 +6,7 @@ once, each independently from that call's categorical over its children (plan_wa
 plain sequential sampling (D calls per stage). Each example has its own random order per stage. The calls run
 in lax.fori_loops, so a jitted sampler compiles once per number of calls and takes the starts as data.
 """
+
 import math
 from typing import Sequence
 
@@ -17,8 +18,9 @@ from ardm_jax import orders
 from ardm_jax import plan_walk
 
 
-def sample(logits_fn: objective.LogitsFn, rng: jax.Array, starts, shape: Sequence[int],
-           process: plan_walk.Process) -> jax.Array:
+def sample(
+  logits_fn: objective.LogitsFn, rng: jax.Array, starts, shape: Sequence[int], process: plan_walk.Process
+) -> jax.Array:
   """Samples an ARDM stage by stage, coarse to fine, with one network call per planned step.
 
   Args:

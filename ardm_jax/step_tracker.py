@@ -4,6 +4,7 @@ There is one entry per global generation step (S * D of them: stage * D + t). Th
 every example its step and L_t = -log_px / ((D - t) D ln 2) (objective.loss_terms 'step_loss'); averaged over
 training, sum_t L_t is the model's bits/dim.
 """
+
 from typing import NamedTuple
 
 import jax
@@ -13,6 +14,7 @@ import numpy as np
 
 class StepTracker(NamedTuple):
   """ema: float32 [S*D] moving average of L_t; count: int32 [S*D] number of examples seen per step."""
+
   ema: jax.Array
   count: jax.Array
 

@@ -8,6 +8,7 @@ Hosts agree on every decision that changes the sequence of collective steps: a S
 stops all of them after the same step (the flags are max-reduced across the mesh), and the non-finite check
 reads the loss of the global batch, which every host holds.
 """
+
 import functools
 import signal
 import sys
@@ -49,8 +50,13 @@ class NonFiniteLossError(FloatingPointError):
 # Errors whose message says all a user needs (bad config or input files, unusable checkpoints, a diverged run);
 # main.py prints them in one line instead of a traceback.
 # (A FileNotFoundError from inside a library is a bug to show in full, not a user's missing input.)
-RUN_ERRORS = (experiment.ConfigError, paths.InputNotFoundError, checkpointing.CheckpointError, NonFiniteLossError,
-              lease_lib.WorkdirBusyError)
+RUN_ERRORS = (
+  experiment.ConfigError,
+  paths.InputNotFoundError,
+  checkpointing.CheckpointError,
+  NonFiniteLossError,
+  lease_lib.WorkdirBusyError,
+)
 EVAL_PROGRESS_EVERY_S = 30.0
 
 
@@ -59,13 +65,13 @@ def init_state(exp: experiment.Experiment, rng: jax.Array) -> TrainState:
   init_rng, state_rng = jax.random.split(rng)
   params = exp.init_params(init_rng)
   return TrainState(
-      step=jnp.zeros((), jnp.int32),
-      params=params,
-      ema_params=params,
-      opt_state=exp.optimizer.init(params),
-      tracker=step_tracker.init(exp.total_steps),
-      rng=state_rng,
-      num_skipped=jnp.zeros((), jnp.int32),
+    step=jnp.zeros((), jnp.int32),
+    params=params,
+    ema_params=params,
+    opt_state=exp.optimizer.init(params),
+    tracker=step_tracker.init(exp.total_steps),
+    rng=state_rng,
+    num_skipped=jnp.zeros((), jnp.int32),
   )
 
 
@@ -98,8 +104,7 @@ def loss_and_grads(exp: experiment.Experiment, params, x: jax.Array, rng: jax.Ar
     return jax.tree.map(jnp.add, grad_sum, grads), (loss, terms)
 
   zeros = jax.tree.map(jnp.zeros_like, params)
-  grad_sum, (losses, terms) = jax.lax.scan(
-      micro_step, zeros, (jnp.arange(num_micro), split(x), split(sigma), split(t)))
+  grad_sum, (losses, terms) = jax.lax.scan(micro_step, zeros, (jnp.arange(num_micro), split(x), split(sigma), split(t)))
   # Every scalar term is a mean over equal micro-batches, so the batch mean is the mean of the micro means.
   scalars = jax.tree.map(lambda v: jnp.mean(v, axis=0), terms.scalars)
   per_example = jax.tree.map(merge, terms.per_example)
@@ -122,10 +127,12 @@ def train_step(exp: experiment.Experiment, state: TrainState, x: jax.Array):
   # EMA with the usual warm-up, so short runs are not dominated by the initial parameters.
   decay = jnp.minimum(exp.config.optimizer.ema_decay, (1.0 + state.step) / (10.0 + state.step))
   ema_params = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, params)
-  tracker = step_tracker.update(state.tracker, terms.per_example["t"], terms.per_example["step_loss"],
-                                momentum=exp.config.training.tracker_momentum)
+  tracker = step_tracker.update(
+    state.tracker, terms.per_example["t"], terms.per_example["step_loss"], momentum=exp.config.training.tracker_momentum
+  )
   updated = state.replace(
-      step=state.step + 1, params=params, ema_params=ema_params, opt_state=opt_state, tracker=tracker)
+    step=state.step + 1, params=params, ema_params=ema_params, opt_state=opt_state, tracker=tracker
+  )
   dropped = state.replace(step=state.step + 1, num_skipped=state.num_skipped + 1)
   new_state = jax.tree.map(lambda u, d: jnp.where(finite, u, d), updated, dropped)
   metrics = dict(terms.scalars, grad_norm=grad_norm, finite=finite)
@@ -150,14 +157,16 @@ class Trainer:
     experiment.check_batch_divisibility(exp.config, self.mesh.size)
     self.init = jax.jit(functools.partial(init_state, exp), out_shardings=self.replicated)
     self.train_step = jax.jit(
-        functools.partial(train_step, exp),
-        in_shardings=(self.replicated, self.batch_sharding),
-        out_shardings=(self.replicated, self.replicated),
-        donate_argnums=(0,))
+      functools.partial(train_step, exp),
+      in_shardings=(self.replicated, self.batch_sharding),
+      out_shardings=(self.replicated, self.replicated),
+      donate_argnums=(0,),
+    )
     self.eval_step = jax.jit(
-        functools.partial(eval_step, exp),
-        in_shardings=(self.replicated, self.batch_sharding, self.batch_sharding, self.replicated),
-        out_shardings=self.replicated)
+      functools.partial(eval_step, exp),
+      in_shardings=(self.replicated, self.batch_sharding, self.batch_sharding, self.replicated),
+      out_shardings=self.replicated,
+    )
     self._max_over_devices = jax.jit(jnp.max, in_shardings=self.batch_sharding, out_shardings=self.replicated)
 
   def any_process(self, flag: bool):
@@ -170,8 +179,7 @@ class Trainer:
 
   def abstract_state(self) -> TrainState:
     shapes = jax.eval_shape(functools.partial(init_state, self.exp), jax.random.key_data(jax.random.key(0)))
-    return jax.tree.map(
-        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self.replicated), shapes)
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self.replicated), shapes)
 
   def global_array(self, local: np.ndarray) -> jax.Array:
     """Assembles the global batch from this process's rows [B/num_processes, ...]."""
@@ -180,7 +188,8 @@ class Trainer:
 
   def train_batch(self, step: int) -> jax.Array:
     local = self.exp.dataset.train_batch(
-        step, self.exp.config.training.batch_size, jax.process_index(), jax.process_count())
+      step, self.exp.config.training.batch_size, jax.process_index(), jax.process_count()
+    )
     return self.global_array(local)
 
   def evaluate(self, params, rng: jax.Array, should_stop=lambda: False) -> dict[str, float] | None:
@@ -194,7 +203,8 @@ class Trainer:
     last_report = time.monotonic()
     for pass_index in range(cfg.num_passes):
       batches = self.exp.dataset.eval_batches(  # eval.batch_size is global, like training.batch_size.
-          cfg.batch_size // jax.process_count(), jax.process_index(), jax.process_count())
+        cfg.batch_size // jax.process_count(), jax.process_index(), jax.process_count()
+      )
       for batch_index, (x, weight) in enumerate(batches):
         if cfg.max_batches and batch_index >= cfg.max_batches:
           break
@@ -206,22 +216,29 @@ class Trainer:
         total += np.array([out["sum"], out["sum_sq"], out["count"]], dtype=np.float64)
         if time.monotonic() - last_report > EVAL_PROGRESS_EVERY_S:
           last_report = time.monotonic()
-          logging.info("eval: pass %d/%d, batch %d, running bpd %.4f", pass_index + 1, cfg.num_passes,
-                       batch_index + 1, total[0] / max(total[2], 1))
+          logging.info(
+            "eval: pass %d/%d, batch %d, running bpd %.4f",
+            pass_index + 1,
+            cfg.num_passes,
+            batch_index + 1,
+            total[0] / max(total[2], 1),
+          )
     mean = total[0] / total[2]
     var = max(total[1] / total[2] - mean**2, 0.0)
-    return {"eval_bpd": float(mean), "eval_bpd_stderr": float(np.sqrt(var / total[2])),
-            "eval_count": float(total[2])}
+    return {"eval_bpd": float(mean), "eval_bpd_stderr": float(np.sqrt(var / total[2])), "eval_count": float(total[2])}
 
 
 def _check_finite(metrics: Mapping[str, Any], step: int, on_nonfinite: str):
   if not bool(metrics["finite"]):
-    msg = (f"Non-finite loss or gradient at step {step} (loss={float(metrics['loss'])}, "
-           f"grad_norm={float(metrics['grad_norm'])}); the update was dropped")
+    msg = (
+      f"Non-finite loss or gradient at step {step} (loss={float(metrics['loss'])}, "
+      f"grad_norm={float(metrics['grad_norm'])}); the update was dropped"
+    )
     if on_nonfinite == "stop":
       raise NonFiniteLossError(
-          msg + ". Training stopped without checkpointing this state; lower the learning rate or set "
-          "--config.training.on_nonfinite=skip to drop such steps.")
+        msg + ". Training stopped without checkpointing this state; lower the learning rate or set "
+        "--config.training.on_nonfinite=skip to drop such steps."
+      )
     logging.warning("%s and counted (training.on_nonfinite=skip).", msg)
 
 

@@ -15,6 +15,7 @@ values of the variables with sigma < t. Two parametrisations of that prediction:
   - "data": K logits over the fine classes, renormalised over the classes inside the current group; the
     probability of a stage-(s+1) value is the total over its classes.
 """
+
 import dataclasses
 import math
 import string
@@ -41,6 +42,7 @@ class Transitions:
     valid_children: bool [S, K, C], [s, v, c]: the stage-s value v has a child number c.
     child_state: int32 [S, K, C], [s, v, c]: the stage-(s+1) value of that child (0 where invalid).
   """
+
   state_values: np.ndarray
   child_index: np.ndarray
   consistent_classes: np.ndarray
@@ -86,20 +88,27 @@ def make_transitions(state_values) -> Transitions:
       if len(np.unique(state_values[s][state_values[s + 1] == v])) != 1:
         raise ValueError(f"stage {s + 1} does not refine stage {s}: value {v} spans several stage-{s} groups.")
 
-  children = [{v: np.unique(state_values[s + 1][state_values[s] == v]) for v in np.unique(state_values[s])}
-              for s in range(num_stages)]
+  children = [
+    {v: np.unique(state_values[s + 1][state_values[s] == v]) for v in np.unique(state_values[s])}
+    for s in range(num_stages)
+  ]
   max_branching = max(len(c) for stage in children for c in stage.values())
   child_index = np.zeros((num_stages, num_classes), np.int32)
   valid_children = np.zeros((num_stages, num_classes, max_branching), bool)
   child_state = np.zeros((num_stages, num_classes, max_branching), np.int32)
   for s in range(num_stages):
     for v, kids in children[s].items():
-      valid_children[s, v, :len(kids)] = True
-      child_state[s, v, :len(kids)] = kids
+      valid_children[s, v, : len(kids)] = True
+      child_state[s, v, : len(kids)] = kids
     child_index[s] = [np.searchsorted(children[s][state_values[s, k]], state_values[s + 1, k]) for k in classes]
   consistent_classes = state_values[:-1, None, :] == classes[None, :, None]
-  return Transitions(state_values=state_values, child_index=child_index, consistent_classes=consistent_classes,
-                     valid_children=valid_children, child_state=child_state)
+  return Transitions(
+    state_values=state_values,
+    child_index=child_index,
+    consistent_classes=consistent_classes,
+    valid_children=valid_children,
+    child_state=child_state,
+  )
 
 
 def digit_transitions(num_classes: int, branching: int) -> Transitions:
@@ -144,8 +153,9 @@ def stage_input(transitions: Transitions, x: jax.Array, sigma: jax.Array, t: jax
   return x_in, known
 
 
-def next_state_log_probs(transitions: Transitions, logits: jax.Array, coarse: jax.Array, stage,
-                         parametrisation: str) -> jax.Array:
+def next_state_log_probs(
+  transitions: Transitions, logits: jax.Array, coarse: jax.Array, stage, parametrisation: str
+) -> jax.Array:
   """Log-probabilities over the network outputs, -inf on those impossible given the current values.
 
   Args:
@@ -157,15 +167,18 @@ def next_state_log_probs(transitions: Transitions, logits: jax.Array, coarse: ja
   """
   _check_parametrisation(parametrisation)
   if logits.shape[-1] != transitions.num_outputs(parametrisation):
-    raise ValueError(f"the {parametrisation!r} parametrisation needs "
-                     f"{transitions.num_outputs(parametrisation)} logits per variable, got {logits.shape[-1]}.")
+    raise ValueError(
+      f"the {parametrisation!r} parametrisation needs "
+      f"{transitions.num_outputs(parametrisation)} logits per variable, got {logits.shape[-1]}."
+    )
   table = transitions.valid_children if parametrisation == "direct" else transitions.consistent_classes
   allowed = jnp.asarray(table)[orders.per_example(stage, coarse.ndim), coarse]
   return jax.nn.log_softmax(jnp.where(allowed, logits, -jnp.inf), axis=-1)
 
 
-def refined_log_prob(transitions: Transitions, log_probs: jax.Array, x: jax.Array, stage,
-                     parametrisation: str) -> jax.Array:
+def refined_log_prob(
+  transitions: Transitions, log_probs: jax.Array, x: jax.Array, stage, parametrisation: str
+) -> jax.Array:
   """[B, *event]: log-probability of the stage-(s+1) value of x [B, *event] under log_probs [B, *event, C]."""
   s = orders.per_example(stage, x.ndim)
   if parametrisation == "direct":
@@ -176,8 +189,9 @@ def refined_log_prob(transitions: Transitions, log_probs: jax.Array, x: jax.Arra
   return jax.nn.logsumexp(jnp.where(same_refined, log_probs, -jnp.inf), axis=-1)
 
 
-def sample_refined(transitions: Transitions, rng: jax.Array, log_probs: jax.Array, coarse: jax.Array, stage,
-                   parametrisation: str) -> jax.Array:
+def sample_refined(
+  transitions: Transitions, rng: jax.Array, log_probs: jax.Array, coarse: jax.Array, stage, parametrisation: str
+) -> jax.Array:
   """int32 [B, *event]: stage-(s+1) values drawn independently from log_probs [B, *event, C]."""
   choice = jax.random.categorical(rng, log_probs)
   s = orders.per_example(stage, coarse.ndim)
@@ -186,8 +200,16 @@ def sample_refined(transitions: Transitions, rng: jax.Array, log_probs: jax.Arra
   return jnp.asarray(transitions.state_values)[s + 1, choice]
 
 
-def stage_log_px(logits_fn: objective.LogitsFn, x: jax.Array, sigma: jax.Array, t: jax.Array, stage, *,
-                 transitions: Transitions, parametrisation: str) -> jax.Array:
+def stage_log_px(
+  logits_fn: objective.LogitsFn,
+  x: jax.Array,
+  sigma: jax.Array,
+  t: jax.Array,
+  stage,
+  *,
+  transitions: Transitions,
+  parametrisation: str,
+) -> jax.Array:
   """[B]: sum over the variables with sigma >= t of log p(stage-(s+1) value | input), in nats.
 
   x, sigma: [B, *event]; t: [B] local step; stage: [B] or int. The network gets the global step s * D + t.
@@ -195,15 +217,22 @@ def stage_log_px(logits_fn: objective.LogitsFn, x: jax.Array, sigma: jax.Array, 
   num_variables = sigma[0].size
   x_in, known = stage_input(transitions, x, sigma, t, stage)
   logits = logits_fn(x_in, known, stage * num_variables + t)
-  log_probs = next_state_log_probs(transitions, logits, stage_values(transitions, x, stage), stage,
-                                   parametrisation)
+  log_probs = next_state_log_probs(transitions, logits, stage_values(transitions, x, stage), stage, parametrisation)
   log_p = refined_log_prob(transitions, log_probs, x, stage, parametrisation)
   return objective.sum_over_event(jnp.where(known, 0.0, log_p))
 
 
-def upscale_loss_at(logits_fn: objective.LogitsFn, x: jax.Array, sigma: jax.Array, t_global: jax.Array,
-                    transitions: Transitions, *, parametrisation: str, ce_weight: float = 0.0,
-                    per_stage: bool = False):
+def upscale_loss_at(
+  logits_fn: objective.LogitsFn,
+  x: jax.Array,
+  sigma: jax.Array,
+  t_global: jax.Array,
+  transitions: Transitions,
+  *,
+  parametrisation: str,
+  ce_weight: float = 0.0,
+  per_stage: bool = False,
+):
   """Upscale loss for given orders sigma [B, *event] and global steps t_global [B] (stage * D + t).
 
   per_stage=False: the stage is taken as one uniform draw out of S, so its ELBO is multiplied by S (an
@@ -217,8 +246,16 @@ def upscale_loss_at(logits_fn: objective.LogitsFn, x: jax.Array, sigma: jax.Arra
   return objective.loss_terms(log_px, t, t_global, num_variables, ce_weight=ce_weight, elbo_scale=scale)
 
 
-def upscale_loss(logits_fn: objective.LogitsFn, x: jax.Array, rng: jax.Array, transitions: Transitions, *,
-                 parametrisation: str, ce_weight: float = 0.0, antithetic: bool = False):
+def upscale_loss(
+  logits_fn: objective.LogitsFn,
+  x: jax.Array,
+  rng: jax.Array,
+  transitions: Transitions,
+  *,
+  parametrisation: str,
+  ce_weight: float = 0.0,
+  antithetic: bool = False,
+):
   """Upscale-ARDM training loss in bits/dim: one uniform (stage, step) and order per example.
 
   The global step stage * D + t is drawn uniformly from 0..S*D-1 (stratified over the batch if antithetic).
@@ -226,5 +263,6 @@ def upscale_loss(logits_fn: objective.LogitsFn, x: jax.Array, rng: jax.Array, tr
   """
   num_steps = transitions.num_stages * math.prod(x.shape[1:])
   sigma, t_global = objective.sample_orders_and_steps(rng, x.shape, num_steps, antithetic)
-  return upscale_loss_at(logits_fn, x, sigma, t_global, transitions, parametrisation=parametrisation,
-                         ce_weight=ce_weight)
+  return upscale_loss_at(
+    logits_fn, x, sigma, t_global, transitions, parametrisation=parametrisation, ce_weight=ce_weight
+  )

@@ -5,6 +5,7 @@ read a workdir use that config, so a run trained with `--config.x=y` overrides n
 what these modes may change (the eval/sample/plan/compress sections, step counts and data locations, see
 checkpointing.RESUMABLE_FIELDS) is taken from the command line.
 """
+
 from absl import logging
 import ml_collections
 
@@ -18,8 +19,9 @@ def _overridable(key: str) -> bool:
   return key in checkpointing.RESUMABLE_FIELDS or key.startswith(checkpointing.RESUMABLE_SECTIONS)
 
 
-def effective_config(config: ml_collections.ConfigDict | None, workdir: str,
-                     overrides: dict | None = None) -> ml_collections.ConfigDict:
+def effective_config(
+  config: ml_collections.ConfigDict | None, workdir: str, overrides: dict | None = None
+) -> ml_collections.ConfigDict:
   """The workdir's training config with overridable fields replaced.
 
   Args:
@@ -33,8 +35,9 @@ def effective_config(config: ml_collections.ConfigDict | None, workdir: str,
   saved = checkpointing.saved_config(workdir)
   if saved is None:
     if config is None:
-      raise checkpointing.CheckpointError(f"{workdir} records no config (no {checkpointing.CONFIG_NAME}): pass "
-                                          "--config, or train first (--mode=train).")
+      raise checkpointing.CheckpointError(
+        f"{workdir} records no config (no {checkpointing.CONFIG_NAME}): pass --config, or train first (--mode=train)."
+      )
     return config
   merged = ml_collections.ConfigDict(saved)
   if overrides is None:
@@ -53,8 +56,9 @@ def effective_config(config: ml_collections.ConfigDict | None, workdir: str,
     with node.ignore_type():
       node[leaf] = value
   if ignored:
-    logging.warning("Using the config %s was trained with; %s apply to training only and were ignored.",
-                    workdir, ", ".join(ignored))
+    logging.warning(
+      "Using the config %s was trained with; %s apply to training only and were ignored.", workdir, ", ".join(ignored)
+    )
   return merged
 
 

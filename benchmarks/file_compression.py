@@ -12,6 +12,7 @@ in network calls.
 Usage: python benchmarks/file_compression.py --text_model=MODEL [--image_model=MODEL] [--num_rows=64]
 (make the bundles with `python -m ardm_jax.compress export`).
 """
+
 import argparse
 import bz2
 import io
@@ -54,8 +55,11 @@ def held_out_rows(bundle, num_rows):
 
 
 def model_bits(bundle, rows, starts):
-  log_q = jax.jit(lambda x: likelihood.log_likelihood(bundle.logits_fn, x, jnp.asarray(bundle.order)[:, None],
-                                                      jnp.asarray(starts), bundle.process)[0])(rows)
+  log_q = jax.jit(
+    lambda x: likelihood.log_likelihood(
+      bundle.logits_fn, x, jnp.asarray(bundle.order)[:, None], jnp.asarray(starts), bundle.process
+    )[0]
+  )(rows)
   return float(-np.sum(np.asarray(log_q, np.float64)) / math.log(2))
 
 
@@ -83,11 +87,15 @@ def budgets_of(bundle):
 
 def codec_rows(bundle, rows, name, as_file, args):
   num_dims = rows.size
-  print(f"\n### {bundle.kind} model {bundle.fingerprint[:12]}: {len(rows)} held-out data points of "
-        f"{bundle.event_shape}, {num_dims} dimensions, one file\n")
-  print("| budget | coded bpd | model -log2 q bpd | payload bits - 1.005 x model bits | container bytes |"
-        " encode pts/s b1 | decode pts/s b1 | encode pts/s batched | decode pts/s batched | network share b1 |"
-        " network share batched |")
+  print(
+    f"\n### {bundle.kind} model {bundle.fingerprint[:12]}: {len(rows)} held-out data points of "
+    f"{bundle.event_shape}, {num_dims} dimensions, one file\n"
+  )
+  print(
+    "| budget | coded bpd | model -log2 q bpd | payload bits - 1.005 x model bits | container bytes |"
+    " encode pts/s b1 | decode pts/s b1 | encode pts/s batched | decode pts/s batched | network share b1 |"
+    " network share batched |"
+  )
   print("|---|---|---|---|---|---|---|---|---|---|---|")
   for budget in budgets_of(bundle):
     starts = bundle.plan(budget)
@@ -96,20 +104,25 @@ def codec_rows(bundle, rows, name, as_file, args):
     if codec.decode_files(bundle, {name + ".ardm": blob})[name + ".ardm"][1] != as_file:
       raise AssertionError("file round trip failed")
     bits, ideal = coder.compressed_bits(message), model_bits(bundle, rows, starts)
-    one = rows[:args.batch1_rows]
+    one = rows[: args.batch1_rows]
     enc1, dec1, share1 = speed(bundle, one, starts, 1)
     enc, dec, share = speed(bundle, rows, starts, args.batch_size)
-    print(f"| {budget} | {bits / num_dims:.4f} | {ideal / num_dims:.4f} | {bits - 1.005 * ideal:+.1f} |"
-          f" {len(blob)} | {enc1:.1f} | {dec1:.1f} | {enc:.1f} | {dec:.1f} | {share1:.0%} | {share:.0%} |",
-          flush=True)
+    print(
+      f"| {budget} | {bits / num_dims:.4f} | {ideal / num_dims:.4f} | {bits - 1.005 * ideal:+.1f} |"
+      f" {len(blob)} | {enc1:.1f} | {dec1:.1f} | {enc:.1f} | {dec:.1f} | {share1:.0%} | {share:.0%} |",
+      flush=True,
+    )
 
 
 def classic_text(rows, kind):
   points = [bytes(r.astype(np.uint8)) if kind == "bytes" else data_lib.decode(r).encode() for r in rows]
-  codecs = {"zlib-9": lambda b: zlib.compress(b, 9), "bz2-9": lambda b: bz2.compress(b, 9),
-            "lzma-9e": lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME),
-            "zstd-19": lambda b: imagecodecs.zstd_encode(b, level=19),
-            "brotli-11": lambda b: imagecodecs.brotli_encode(b, level=11)}
+  codecs = {
+    "zlib-9": lambda b: zlib.compress(b, 9),
+    "bz2-9": lambda b: bz2.compress(b, 9),
+    "lzma-9e": lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME),
+    "zstd-19": lambda b: imagecodecs.zstd_encode(b, level=19),
+    "brotli-11": lambda b: imagecodecs.brotli_encode(b, level=11),
+  }
   report(codecs, points, b"".join(points), rows.size)
 
 
@@ -119,17 +132,20 @@ def classic_images(rows):
   height, width = points[0].shape[:2]
   mosaic = np.zeros((side * height, side * width, 3), np.uint8)
   for i, p in enumerate(points):
-    mosaic[(i // side) * height:(i // side + 1) * height, (i % side) * width:(i % side + 1) * width] = p
+    mosaic[(i // side) * height : (i // side + 1) * height, (i % side) * width : (i % side + 1) * width] = p
 
   def png(image):
     from PIL import Image  # pylint: disable=g-import-not-at-top
+
     out = io.BytesIO()
     Image.fromarray(image).save(out, format="PNG", optimize=True)
     return out.getvalue()
 
-  codecs = {"PNG (optimised)": png,
-            "WebP lossless": lambda a: imagecodecs.webp_encode(a, lossless=True, level=100),
-            "JPEG-XL lossless": lambda a: imagecodecs.jpegxl_encode(a, lossless=True, effort=9)}
+  codecs = {
+    "PNG (optimised)": png,
+    "WebP lossless": lambda a: imagecodecs.webp_encode(a, lossless=True, level=100),
+    "JPEG-XL lossless": lambda a: imagecodecs.jpegxl_encode(a, lossless=True, effort=9),
+  }
   report(codecs, points, mosaic, rows.size, whole_note=f"(one {side}x{side} mosaic)")
 
 

@@ -12,6 +12,7 @@ matmul's FLOP/s measured in the same run. Target: the loop keeps >= 95% of the b
 
 Prints a table and writes benchmarks/results/loop_overhead.json.
 """
+
 import importlib
 import json
 import pathlib
@@ -90,20 +91,34 @@ def main(argv):
     loop.append((n2 - n1) / (run_seconds(n2) - run_seconds(n1)))
   bare_steps_s, loop_steps_s = float(np.median(bare)), float(np.median(loop))
   matmul = matmul_flops_per_s(FLAGS.matmul_size)
-  result = {"config": "quickstart", "batch": config.training.batch_size, "steps": [n1, n2],
-            "bare_steps_per_s": bare_steps_s, "loop_steps_per_s": loop_steps_s,
-            "loop_over_bare": loop_steps_s / bare_steps_s, "bare_rounds": bare, "loop_rounds": loop,
-            "step_flops": step_flops, "step_flops_per_s": step_flops * bare_steps_s,
-            "matmul_size": FLAGS.matmul_size, "matmul_flops_per_s": matmul,
-            "jax": jax.__version__, "device": jax.devices()[0].device_kind,
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+  result = {
+    "config": "quickstart",
+    "batch": config.training.batch_size,
+    "steps": [n1, n2],
+    "bare_steps_per_s": bare_steps_s,
+    "loop_steps_per_s": loop_steps_s,
+    "loop_over_bare": loop_steps_s / bare_steps_s,
+    "bare_rounds": bare,
+    "loop_rounds": loop,
+    "step_flops": step_flops,
+    "step_flops_per_s": step_flops * bare_steps_s,
+    "matmul_size": FLAGS.matmul_size,
+    "matmul_flops_per_s": matmul,
+    "jax": jax.__version__,
+    "device": jax.devices()[0].device_kind,
+    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+  }
   print(f"\njax {jax.__version__}, {jax.devices()[0].device_kind}\n")
-  print("| bare step/s | training loop step/s | loop / bare | step GFLOP | step GFLOP/s | "
-        f"{FLAGS.matmul_size}^2 matmul GFLOP/s | step / matmul |")
+  print(
+    "| bare step/s | training loop step/s | loop / bare | step GFLOP | step GFLOP/s | "
+    f"{FLAGS.matmul_size}^2 matmul GFLOP/s | step / matmul |"
+  )
   print("|---|---|---|---|---|---|---|")
-  print(f"| {bare_steps_s:.1f} | {loop_steps_s:.1f} | {loop_steps_s / bare_steps_s:.3f} | "
-        f"{step_flops / 1e9:.2f} | {step_flops * bare_steps_s / 1e9:.1f} | {matmul / 1e9:.1f} | "
-        f"{step_flops * bare_steps_s / matmul:.2f} |")
+  print(
+    f"| {bare_steps_s:.1f} | {loop_steps_s:.1f} | {loop_steps_s / bare_steps_s:.3f} | "
+    f"{step_flops / 1e9:.2f} | {step_flops * bare_steps_s / 1e9:.1f} | {matmul / 1e9:.1f} | "
+    f"{step_flops * bare_steps_s / matmul:.2f} |"
+  )
   out = pathlib.Path(FLAGS.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(json.dumps(result, indent=1))

@@ -7,6 +7,7 @@ is a traced value). The reference for all budgets at D = 3072 (~1-2 minutes) is 
 
 Usage: python benchmarks/planner.py [--quick]
 """
+
 import argparse
 import pathlib
 import sys
@@ -19,7 +20,7 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a checkout, no install
 from ardm_jax import planner  # pylint: disable=wrong-import-position
 
-BUDGETS = (20, 50, 100, 'all')
+BUDGETS = (20, 50, 100, "all")
 
 
 @jax.jit
@@ -36,8 +37,7 @@ def reference_final_costs(step_losses, num_layers):
     return costs, final_costs.at[k].set(costs[-1])
 
   costs = jnp.full(num_steps + 1, jnp.inf, step_losses.dtype).at[0].set(0)
-  _, final_costs = jax.lax.fori_loop(0, num_layers, add_layer,
-                                     (costs, jnp.full(num_steps, jnp.inf, step_losses.dtype)))
+  _, final_costs = jax.lax.fori_loop(0, num_layers, add_layer, (costs, jnp.full(num_steps, jnp.inf, step_losses.dtype)))
   return final_costs
 
 
@@ -65,16 +65,20 @@ def timed(fn, repeats):
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--quick', action='store_true', help='D in (256, 1024) and fewer repeats')
+  parser.add_argument("--quick", action="store_true", help="D in (256, 1024) and fewer repeats")
   args = parser.parse_args()
   sizes = (256, 1024) if args.quick else (1024, 3072)
   repeats = 3 if args.quick else 5
-  print(f'jax {jax.__version__} on {jax.devices()[0].platform}; median of {repeats} runs '
-        f'(reference: 3, or 1 for all budgets at D = 3072)')
-  header = (f'{"D":>5} {"budget":>6} | {"planner run":>11} {"compile":>8} | {"reference run":>13} '
-            f'{"compile":>8} | {"speed-up":>8} | max rel cost diff')
+  print(
+    f"jax {jax.__version__} on {jax.devices()[0].platform}; median of {repeats} runs "
+    f"(reference: 3, or 1 for all budgets at D = 3072)"
+  )
+  header = (
+    f"{'D':>5} {'budget':>6} | {'planner run':>11} {'compile':>8} | {'reference run':>13} "
+    f"{'compile':>8} | {'speed-up':>8} | max rel cost diff"
+  )
   print(header)
-  print('-' * len(header))
+  print("-" * len(header))
   for num_steps in sizes:
     losses = example_step_losses(num_steps)
     start = time.perf_counter()
@@ -84,20 +88,23 @@ def main():
     run_reference(losses, 1)
     reference_compile = time.perf_counter() - start - timed(lambda: run_reference(losses, 1), 3)[0]
     for budget in BUDGETS:
-      num_layers = num_steps if budget == 'all' else budget
-      if budget == 'all':
+      num_layers = num_steps if budget == "all" else budget
+      if budget == "all":
         ours_time, ours = timed(lambda: planner.plan_all(losses), repeats)
       else:
         ours_time, result = timed(lambda: planner.plan(losses, budget), repeats)
         ours = np.array([result.cost])
-      reference_repeats = 1 if num_layers * num_steps ** 2 > 1e10 else 3
+      reference_repeats = 1 if num_layers * num_steps**2 > 1e10 else 3
       reference_time, reference = timed(lambda: run_reference(losses, num_layers), reference_repeats)
-      reference = reference if budget == 'all' else reference[budget - 1:budget]
+      reference = reference if budget == "all" else reference[budget - 1 : budget]
       rel_diff = float(np.max(np.abs(ours - reference) / reference))
-      print(f'{num_steps:>5} {budget:>6} | {ours_time * 1e3:>9.1f}ms {planner_compile:>7.2f}s |'
-            f' {reference_time:>12.3f}s {reference_compile:>7.2f}s | {reference_time / ours_time:>7.0f}x |'
-            f' {rel_diff:.1e}', flush=True)
+      print(
+        f"{num_steps:>5} {budget:>6} | {ours_time * 1e3:>9.1f}ms {planner_compile:>7.2f}s |"
+        f" {reference_time:>12.3f}s {reference_compile:>7.2f}s | {reference_time / ours_time:>7.0f}x |"
+        f" {rel_diff:.1e}",
+        flush=True,
+      )
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
   main()

@@ -12,6 +12,7 @@ with the number of calls and not with D.
 
 Prints a table and writes benchmarks/results/sampling.json.
 """
+
 import importlib
 import json
 import pathlib
@@ -37,8 +38,11 @@ flags.DEFINE_integer("max_calls", 3072, "Budgets above this are skipped (3072 se
 flags.DEFINE_string("out", str(pathlib.Path(__file__).parent / "results" / "sampling.json"), "JSON path.")
 
 # (name, config module, event shape, classes).
-MODELS = (("text8:local D=32", "text8", (32,), 27), ("text8:local D=250", "text8", (250,), 27),
-          ("cifar10:local", "cifar10", (32, 32, 3), 256))
+MODELS = (
+  ("text8:local D=32", "text8", (32,), 27),
+  ("text8:local D=250", "text8", (250,), 27),
+  ("cifar10:local", "cifar10", (32, 32, 3), 256),
+)
 BUDGETS = (1, 20, 100, "D")
 
 
@@ -78,21 +82,37 @@ def main(argv):
         jax.effects_barrier()
         times.append(time.perf_counter() - start)
       seconds = float(np.median(times))
-      rows.append({"model": label, "D": num_variables, "budget": budget, "calls": calls["n"] // FLAGS.repeats,
-                   "seconds": seconds, "ms_per_call": 1e3 * seconds / budget})
+      rows.append(
+        {
+          "model": label,
+          "D": num_variables,
+          "budget": budget,
+          "calls": calls["n"] // FLAGS.repeats,
+          "seconds": seconds,
+          "ms_per_call": 1e3 * seconds / budget,
+        }
+      )
       print(f"done {label} budget {budget}: {seconds:.3f} s", flush=True)
 
   header = "| model | D | budget | network calls | time (s) | ms per call |"
   print(f"\njax {jax.__version__}, {jax.devices()[0].device_kind}, {FLAGS.num_samples} samples per run\n")
   print(header + "\n" + "|---" * (header.count("|") - 1) + "|")
   for r in rows:
-    print(f"| {r['model']} | {r['D']} | {r['budget']} | {r['calls']} | {r['seconds']:.3f} | "
-          f"{r['ms_per_call']:.2f} |")
+    print(f"| {r['model']} | {r['D']} | {r['budget']} | {r['calls']} | {r['seconds']:.3f} | {r['ms_per_call']:.2f} |")
   out = pathlib.Path(FLAGS.out)
   out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps({"jax": jax.__version__, "device": jax.devices()[0].device_kind,
-                             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                             "num_samples": FLAGS.num_samples, "rows": rows}, indent=1))
+  out.write_text(
+    json.dumps(
+      {
+        "jax": jax.__version__,
+        "device": jax.devices()[0].device_kind,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "num_samples": FLAGS.num_samples,
+        "rows": rows,
+      },
+      indent=1,
+    )
+  )
   print(f"\nwrote {out}")
 
 

@@ -8,6 +8,7 @@ rematerialisation adds about a third for recomputation, not counted here).
 
 Prints a table and writes benchmarks/results/time_to_reproduce.json.
 """
+
 import importlib
 import json
 import pathlib
@@ -39,18 +40,34 @@ def main(argv):
     steps = importlib.import_module(f"configs.{module}").get_config().training.num_train_steps
     total = steps * r["xla_flops"]
     hours = {m: total / (FLAGS.utilisation * peak) / 3600 for m, peak in MACHINES.items()}
-    rows.append({"config": r["config"], "tflop_per_step": r["xla_flops"] / 1e12, "steps": steps,
-                 "total_flops": total, "hours": hours})
-  header = "| config | TFLOP/step (XLA) | paper steps | total EFLOP | " + " | ".join(
-      f"h on {m}" for m in MACHINES) + " |"
-  print(f"Projection at {FLAGS.utilisation:.0%} of peak bf16; the paper: ~{PAPER_HOURS} h (2 weeks) for "
-        f"CIFAR-10 on 8 TPUv4.\n\n{header}\n" + "|---" * (header.count("|") - 1) + "|")
+    rows.append(
+      {
+        "config": r["config"],
+        "tflop_per_step": r["xla_flops"] / 1e12,
+        "steps": steps,
+        "total_flops": total,
+        "hours": hours,
+      }
+    )
+  header = (
+    "| config | TFLOP/step (XLA) | paper steps | total EFLOP | " + " | ".join(f"h on {m}" for m in MACHINES) + " |"
+  )
+  print(
+    f"Projection at {FLAGS.utilisation:.0%} of peak bf16; the paper: ~{PAPER_HOURS} h (2 weeks) for "
+    f"CIFAR-10 on 8 TPUv4.\n\n{header}\n" + "|---" * (header.count("|") - 1) + "|"
+  )
   for r in rows:
-    print(f"| {r['config']} | {r['tflop_per_step']:.1f} | {r['steps']:,} | {r['total_flops'] / 1e18:.0f} | "
-          + " | ".join(f"{h:.0f}" for h in r["hours"].values()) + " |")
-  (RESULTS / "time_to_reproduce.json").write_text(json.dumps(
-      {"utilisation": FLAGS.utilisation, "peak_bf16_flops_per_s": MACHINES, "paper_hours": PAPER_HOURS,
-       "rows": rows}, indent=1))
+    print(
+      f"| {r['config']} | {r['tflop_per_step']:.1f} | {r['steps']:,} | {r['total_flops'] / 1e18:.0f} | "
+      + " | ".join(f"{h:.0f}" for h in r["hours"].values())
+      + " |"
+    )
+  (RESULTS / "time_to_reproduce.json").write_text(
+    json.dumps(
+      {"utilisation": FLAGS.utilisation, "peak_bf16_flops_per_s": MACHINES, "paper_hours": PAPER_HOURS, "rows": rows},
+      indent=1,
+    )
+  )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ with XLA within 10% without rematerialisation.
 
 Prints a table and writes benchmarks/results/train_step_cost.json.
 """
+
 import importlib
 import json
 import math
@@ -29,13 +30,20 @@ from ardm_jax import experiment  # pylint: disable=g-import-not-at-top,wrong-imp
 from ardm_jax import train  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("configs", ["text8", "text8_upscale", "cifar10", "cifar10_middle_attn", "cifar10_upscale"],
-                  "Config modules; cifar10_middle_attn is cifar10 with model.attn_everywhere=False.")
-flags.DEFINE_list("variants", ["float32/none", "bfloat16/none", "float32/full", "bfloat16/full"],
-                  "model.dtype/model.remat pairs.")
-flags.DEFINE_list("all_variants", ["text8", "cifar10"],
-                  "Configs compiled in every variant; the others only in the first (a U-Net compile takes minutes "
-                  "on a small CPU, and the upscale networks differ from these only in their input/output layers).")
+flags.DEFINE_list(
+  "configs",
+  ["text8", "text8_upscale", "cifar10", "cifar10_middle_attn", "cifar10_upscale"],
+  "Config modules; cifar10_middle_attn is cifar10 with model.attn_everywhere=False.",
+)
+flags.DEFINE_list(
+  "variants", ["float32/none", "bfloat16/none", "float32/full", "bfloat16/full"], "model.dtype/model.remat pairs."
+)
+flags.DEFINE_list(
+  "all_variants",
+  ["text8", "cifar10"],
+  "Configs compiled in every variant; the others only in the first (a U-Net compile takes minutes "
+  "on a small CPU, and the upscale networks differ from these only in their input/output layers).",
+)
 flags.DEFINE_bool("print_only", False, "Print the table of the JSON at --out without compiling.")
 flags.DEFINE_string("out", str(pathlib.Path(__file__).parent / "results" / "train_step_cost.json"), "JSON path.")
 
@@ -50,8 +58,16 @@ def load_config(name: str):
   return importlib.import_module(f"configs.{name}").get_config()
 
 
-def unet_forward_flops(ch: int, num_res_blocks: int, attn_everywhere: bool, height: int, width: int,
-                       channels: int, num_stages: int, outputs_per_channel: int) -> float:
+def unet_forward_flops(
+  ch: int,
+  num_res_blocks: int,
+  attn_everywhere: bool,
+  height: int,
+  width: int,
+  channels: int,
+  num_stages: int,
+  outputs_per_channel: int,
+) -> float:
   """Multiply-add FLOPs (x2) of one U-Net forward pass on one example (arXiv 2110.02037, appendix)."""
   pos = height * width
 
@@ -90,8 +106,9 @@ def analytic_step_flops(config, exp: experiment.Experiment) -> float:
   outputs = exp.model.num_classes_out
   if m.name == "unet":
     height, width, channels = exp.dataset.event_shape
-    forward = unet_forward_flops(m.ch, m.num_res_blocks, m.attn_everywhere, height, width, channels,
-                                 exp.num_stages, outputs)
+    forward = unet_forward_flops(
+      m.ch, m.num_res_blocks, m.attn_everywhere, height, width, channels, exp.num_stages, outputs
+    )
   else:
     forward = transformer_forward_flops(m.num_layers, m.width, m.mlp_dim, exp.num_variables, outputs)
   return 3 * forward * config.training.batch_size
@@ -99,8 +116,9 @@ def analytic_step_flops(config, exp: experiment.Experiment) -> float:
 
 def compile_step(exp: experiment.Experiment):
   trainer = train.Trainer(exp, devices=jax.devices()[:1])
-  x = jax.ShapeDtypeStruct((exp.config.training.batch_size,) + tuple(exp.dataset.event_shape), jnp.int32,
-                           sharding=trainer.batch_sharding)
+  x = jax.ShapeDtypeStruct(
+    (exp.config.training.batch_size,) + tuple(exp.dataset.event_shape), jnp.int32, sharding=trainer.batch_sharding
+  )
   return trainer.train_step.lower(trainer.abstract_state(), x).compile()
 
 
@@ -125,15 +143,26 @@ def main(argv):
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     memory = compiled.memory_analysis()
-    peak = (memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes
-            - memory.alias_size_in_bytes)
-    num_params = sum(math.prod(s.shape) for s in jax.tree.leaves(jax.eval_shape(
-        exp.init_params, jax.random.key(0))))
-    row = {"config": name, "dtype": dtype, "remat": remat, "batch": config.training.batch_size,
-           "params": num_params, "xla_flops": float(cost["flops"]),
-           "analytic_flops": analytic_step_flops(config, exp), "peak_bytes": int(peak),
-           "argument_bytes": int(memory.argument_size_in_bytes), "temp_bytes": int(memory.temp_size_in_bytes),
-           "compile_s": compile_s}
+    peak = (
+      memory.argument_size_in_bytes
+      + memory.output_size_in_bytes
+      + memory.temp_size_in_bytes
+      - memory.alias_size_in_bytes
+    )
+    num_params = sum(math.prod(s.shape) for s in jax.tree.leaves(jax.eval_shape(exp.init_params, jax.random.key(0))))
+    row = {
+      "config": name,
+      "dtype": dtype,
+      "remat": remat,
+      "batch": config.training.batch_size,
+      "params": num_params,
+      "xla_flops": float(cost["flops"]),
+      "analytic_flops": analytic_step_flops(config, exp),
+      "peak_bytes": int(peak),
+      "argument_bytes": int(memory.argument_size_in_bytes),
+      "temp_bytes": int(memory.temp_size_in_bytes),
+      "compile_s": compile_s,
+    }
     row["xla_over_analytic"] = row["xla_flops"] / row["analytic_flops"]
     rows.append(row)
     print(f"done {name} {variant} ({compile_s:.0f} s)", flush=True)
@@ -143,21 +172,34 @@ def main(argv):
 
 
 def print_table(rows):
-  header = ("| config | dtype | remat | batch | params | XLA TFLOP/step | analytic TFLOP/step | XLA/analytic "
-            "| peak GiB | args GiB | temp GiB |")
+  header = (
+    "| config | dtype | remat | batch | params | XLA TFLOP/step | analytic TFLOP/step | XLA/analytic "
+    "| peak GiB | args GiB | temp GiB |"
+  )
   print(f"\njax {jax.__version__}, {jax.devices()[0].device_kind} compiler\n\n{header}")
   print("|---" * (header.count("|") - 1) + "|")
   for r in rows:
-    print(f"| {r['config']} | {r['dtype']} | {r['remat']} | {r['batch']} | {r['params']:,} | "
-          f"{r['xla_flops'] / 1e12:.1f} | {r['analytic_flops'] / 1e12:.1f} | {r['xla_over_analytic']:.3f} | "
-          f"{r['peak_bytes'] / 2**30:.1f} | {r['argument_bytes'] / 2**30:.2f} | {r['temp_bytes'] / 2**30:.1f} |")
+    print(
+      f"| {r['config']} | {r['dtype']} | {r['remat']} | {r['batch']} | {r['params']:,} | "
+      f"{r['xla_flops'] / 1e12:.1f} | {r['analytic_flops'] / 1e12:.1f} | {r['xla_over_analytic']:.3f} | "
+      f"{r['peak_bytes'] / 2**30:.1f} | {r['argument_bytes'] / 2**30:.2f} | {r['temp_bytes'] / 2**30:.1f} |"
+    )
 
 
 def write_json(rows):
   out = pathlib.Path(FLAGS.out)
   out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps({"jax": jax.__version__, "device": jax.devices()[0].device_kind,
-                             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows}, indent=1))
+  out.write_text(
+    json.dumps(
+      {
+        "jax": jax.__version__,
+        "device": jax.devices()[0].device_kind,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "rows": rows,
+      },
+      indent=1,
+    )
+  )
 
 
 if __name__ == "__main__":

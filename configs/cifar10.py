@@ -18,6 +18,7 @@ text remains a switch: --config.model.attn_everywhere=False. Train step at batch
 count in brackets; benchmarks/RESULTS.md): 120.2 (123.1) TFLOP with attention everywhere (141,060,736
 parameters), 79.9 (82.9) TFLOP with the middle attention only (123,921,536 parameters).
 """
+
 from configs import common
 
 

@@ -3,6 +3,7 @@
 The allowed values of every key, and which keys each data source, model and objective kind has, are in
 ardm_jax/config_schema.py, which checks a config before a run starts.
 """
+
 import ml_collections
 
 
@@ -76,8 +77,9 @@ def oa_objective(absorbing_value: int) -> ml_collections.ConfigDict:
   return o
 
 
-def upscale_objective(oa: ml_collections.ConfigDict, transitions: str, parametrisation: str,
-                      branching: int = 4) -> ml_collections.ConfigDict:
+def upscale_objective(
+  oa: ml_collections.ConfigDict, transitions: str, parametrisation: str, branching: int = 4
+) -> ml_collections.ConfigDict:
   """Objective section of an upscale ARDM with the loss settings (ce_weight, antithetic) of the OA section `oa`."""
   o = ml_collections.ConfigDict()
   o.kind = "upscale"

@@ -9,6 +9,7 @@ r"""Quickstart on embedded data (no download): a small OA-ARDM on cleaned Python
 
 Expected (2-core CPU, a few minutes): held-out bpc far below the uniform log2(27) = 4.75.
 """
+
 from configs import common
 from configs import text8
 

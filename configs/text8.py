@@ -5,6 +5,7 @@ Get the data: wget http://mattmahoney.net/dc/text8.zip (the code reads the zip d
   python main.py --config=configs/text8.py --config.data.path=/data/text8.zip --workdir=$HOME/runs/text8_oa
   python main.py --config=configs/text8.py:local --config.data.path=/data/text8.zip --workdir=/tmp/t8
 """
+
 from configs import common
 
 

@@ -4,6 +4,7 @@ The paper reports that it did not beat OA-ARDM on text (1.43 bpc).
 
   python main.py --config=configs/text8_upscale.py --config.data.path=/data/text8.zip --workdir=...
 """
+
 from configs import common
 from configs import text8
 

@@ -4,6 +4,7 @@ The joint is a table over all K^D sequences (D <= 4, K small), correlated and st
 functions follow the contract `logits_fn(x_in, known, t) -> logits` and are pure jnp (jit-able): they keep the
 sequences consistent with what the input reveals and marginalise each variable.
 """
+
 import itertools
 import math
 
@@ -24,8 +25,9 @@ def random_joint(seed: int, num_variables: int, num_classes: int, scale: float =
   unary = rs.normal(size=(num_variables, num_classes))
   pair = rs.normal(size=(num_variables, num_variables, num_classes, num_classes))
   energy = sum(unary[i, seqs[:, i]] for i in range(num_variables))
-  energy = energy + sum(pair[i, j, seqs[:, i], seqs[:, j]]
-                        for i in range(num_variables) for j in range(i + 1, num_variables))
+  energy = energy + sum(
+    pair[i, j, seqs[:, i], seqs[:, j]] for i in range(num_variables) for j in range(i + 1, num_variables)
+  )
   p = np.exp(scale * energy)
   return p / p.sum()
 

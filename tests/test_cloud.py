@@ -6,6 +6,7 @@ gcsfs and epath are pointed at it). A SIGTERM sent to one process stops both at 
 random moment, they are relaunched and finish bit-identical to an uninterrupted run on local disk; the read-only
 modes work on the gs:// workdir without repeating its config; checkpoint fallback works there as on local disk.
 """
+
 import json
 import os
 import random
@@ -59,19 +60,35 @@ def fixture_env(gcs, tmp_path_factory):
   cache = str(tmp_path_factory.mktemp("xla_cache"))
 
   def make(num_devices: int) -> dict[str, str]:
-    return dict(os.environ, **gcs_emulator.environment(gcs), JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3",
-                XLA_FLAGS=f"--xla_force_host_platform_device_count={num_devices}",
-                JAX_COMPILATION_CACHE_DIR=cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    return dict(
+      os.environ,
+      **gcs_emulator.environment(gcs),
+      JAX_PLATFORMS="cpu",
+      TF_CPP_MIN_LOG_LEVEL="3",
+      XLA_FLAGS=f"--xla_force_host_platform_device_count={num_devices}",
+      JAX_COMPILATION_CACHE_DIR=cache,
+      JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+      JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+    )
 
   return make
 
 
 def main_command(workdir, text8, *extra, mode="train"):
-  return [sys.executable, os.path.join(REPO, "main.py"), "--config=" + os.path.join(REPO, "configs/text8.py:local"),
-          f"--workdir={workdir}", f"--config.data.path={text8}", f"--config.training.num_train_steps={NUM_STEPS}",
-          "--config.training.checkpoint_every_steps=1", "--config.training.eval_every_steps=1000",
-          "--config.training.log_every_steps=1", "--config.eval.max_batches=1", f"--mode={mode}", *extra]
+  return [
+    sys.executable,
+    os.path.join(REPO, "main.py"),
+    "--config=" + os.path.join(REPO, "configs/text8.py:local"),
+    f"--workdir={workdir}",
+    f"--config.data.path={text8}",
+    f"--config.training.num_train_steps={NUM_STEPS}",
+    "--config.training.checkpoint_every_steps=1",
+    "--config.training.eval_every_steps=1000",
+    "--config.training.log_every_steps=1",
+    "--config.eval.max_batches=1",
+    f"--mode={mode}",
+    *extra,
+  ]
 
 
 def launch_pair(workdir, text8, env, log_dir, tag):
@@ -84,9 +101,14 @@ def launch_pair(workdir, text8, env, log_dir, tag):
     log_path = os.path.join(log_dir, f"{tag}_{index}.log")
     with open(log_path, "w") as log:
       process = subprocess.Popen(
-          main_command(workdir, text8, "--num_processes=2", f"--process_id={index}",
-                       f"--coordinator_address=127.0.0.1:{port}"),
-          env=env(2), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        main_command(
+          workdir, text8, "--num_processes=2", f"--process_id={index}", f"--coordinator_address=127.0.0.1:{port}"
+        ),
+        env=env(2),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+      )
     pair.append((process, log_path))
   return pair
 
@@ -99,8 +121,9 @@ def finish(pair, timeout=300):
 
 def final_fingerprint(workdir: str) -> tuple[int, str]:
   """(newest step, the SHA-256 of its whole train state) recorded in the workdir's newest checkpoint."""
-  manager = ocp.CheckpointManager(epath.Path(workdir) / "checkpoints",
-                                  options=ocp.CheckpointManagerOptions(read_only=True))
+  manager = ocp.CheckpointManager(
+    epath.Path(workdir) / "checkpoints", options=ocp.CheckpointManagerOptions(read_only=True)
+  )
   step = manager.latest_step()
   meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
   manager.close()
@@ -111,8 +134,9 @@ def saved_steps(gcs: str, workdir: str) -> list[int]:
   """Steps under workdir/checkpoints that orbax has committed (their commit_success.txt exists)."""
   bucket, prefix = workdir.removeprefix("gs://").split("/", 1)
   names = gcs_emulator.list_objects(gcs, bucket, prefix + "/checkpoints/")
-  return sorted(int(n.split("/")[-2]) for n in names
-                if n.endswith("/commit_success.txt") and n.split("/")[-2].isdigit())
+  return sorted(
+    int(n.split("/")[-2]) for n in names if n.endswith("/commit_success.txt") and n.split("/")[-2].isdigit()
+  )
 
 
 @pytest.fixture(name="local_reference", scope="module")
@@ -172,8 +196,13 @@ def test_read_only_modes_use_the_gcs_workdir_and_its_config(gcs, env):
   workdir = WORKDIR + "/run"  # Trained by the test above with overrides (data.path, step counts) not repeated here.
   if not saved_steps(gcs, workdir):
     pytest.fail("run the training test first (it trains this workdir)")
-  run = subprocess.run([sys.executable, os.path.join(REPO, "main.py"), f"--workdir={workdir}",
-                        "--mode=eval,plan,sample,compress"], env=env(2), capture_output=True, text=True, timeout=300)
+  run = subprocess.run(
+    [sys.executable, os.path.join(REPO, "main.py"), f"--workdir={workdir}", "--mode=eval,plan,sample,compress"],
+    env=env(2),
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
   root = epath.Path(workdir)
   names = {p.name for p in root.iterdir()}
@@ -188,8 +217,7 @@ def test_gcs_checkpoints_fall_back_set_aside_and_refuse_another_config(gcs, text
   workdir = WORKDIR + "/run"  # Trained (and read) by the tests above.
   config = text8.get_config("local")
   config.data.path = text8_url
-  config.training.update(num_train_steps=NUM_STEPS, checkpoint_every_steps=1, eval_every_steps=1000,
-                         log_every_steps=1)
+  config.training.update(num_train_steps=NUM_STEPS, checkpoint_every_steps=1, eval_every_steps=1000, log_every_steps=1)
   config.eval.max_batches = 1
   trainer = train.Trainer(experiment.build_experiment(config))
   newest = max(saved_steps(gcs, workdir))

@@ -3,6 +3,7 @@
 The bundles hold tiny untrained networks (a round trip needs no trained model): the coder is lossless for any
 network as long as encoder and decoder see bitwise the same outputs.
 """
+
 import io
 import json
 import logging
@@ -47,11 +48,24 @@ def _bundle(path, variant="", seed=0, event_shape=(TEXT_LEN,)):
   params = jax.jit(model.init)(jax.random.key(seed), x, x > 0, jnp.zeros((1,), jnp.int32))["params"]
   num_variables = int(np.prod(event_shape))
   order = np.stack([np.random.RandomState(seed + s).permutation(num_variables) for s in range(num_stages)])
-  plans = {str(b): {"starts": [np.linspace(0, num_variables, b, endpoint=False).astype(int).tolist()] * num_stages,
-                    "planned_bpd": 0.0} for b in (3, num_variables)}
-  meta = {"bundle_version": 1, "kind": codec.KINDS[config.data.name], "event_shape": list(event_shape),
-          "num_classes": num_classes, "order": order.tolist(), "order_bpd": [0.0], "plans": plans,
-          "unseen_steps": 0, "train_step": 0}
+  plans = {
+    str(b): {
+      "starts": [np.linspace(0, num_variables, b, endpoint=False).astype(int).tolist()] * num_stages,
+      "planned_bpd": 0.0,
+    }
+    for b in (3, num_variables)
+  }
+  meta = {
+    "bundle_version": 1,
+    "kind": codec.KINDS[config.data.name],
+    "event_shape": list(event_shape),
+    "num_classes": num_classes,
+    "order": order.tolist(),
+    "order_bpd": [0.0],
+    "plans": plans,
+    "unseen_steps": 0,
+    "train_step": 0,
+  }
   codec.write_bundle(path, config, params, meta)
   return codec.load_bundle(path)
 
@@ -71,12 +85,17 @@ def text_bundle(text_bundle_dir):
 def _round_trip(bundle, files, budget=3, **kwargs):
   encoded = codec.encode_files(bundle, files, budget, **kwargs)
   decoded = codec.decode_files(bundle, {name + ".ardm": blob for name, blob in encoded.items()})
-  return encoded, {name[:-len(".ardm")]: content for name, (_, content) in decoded.items()}
+  return encoded, {name[: -len(".ardm")]: content for name, (_, content) in decoded.items()}
 
 
 def test_text_files_of_any_length_round_trip_in_one_call(text_bundle):
-  files = {"empty.txt": b"", "one.txt": b"a", "odd.txt": b"the quick brown fox jumps", "row.txt": b"abcdefgh",
-           "long.txt": b"hello world " * 30}
+  files = {
+    "empty.txt": b"",
+    "one.txt": b"a",
+    "odd.txt": b"the quick brown fox jumps",
+    "row.txt": b"abcdefgh",
+    "long.txt": b"hello world " * 30,
+  }
   encoded, decoded = _round_trip(text_bundle, files, batch_size=4)
   assert decoded == files
   for name, blob in encoded.items():  # the exact length and original name come back from the header
@@ -151,10 +170,12 @@ def _png(pixels, mode):
 def test_pngs_of_odd_sizes_and_grayscale_round_trip_pixel_exact(tmp_path):
   bundle = _bundle(tmp_path / "images", "images", event_shape=(4, 4, 3))
   rs = np.random.RandomState(0)
-  files = {"rgb.png": _png(rs.randint(0, 256, (5, 7, 3), np.uint8), "RGB"),
-           "gray.png": _png(rs.randint(0, 256, (3, 9), np.uint8), "L"),
-           "tiny.png": _png(rs.randint(0, 256, (1, 1, 3), np.uint8), "RGB"),
-           "a.npy": _npy(rs.randint(0, 256, (2, 4, 4, 3)).astype(np.int16))}
+  files = {
+    "rgb.png": _png(rs.randint(0, 256, (5, 7, 3), np.uint8), "RGB"),
+    "gray.png": _png(rs.randint(0, 256, (3, 9), np.uint8), "L"),
+    "tiny.png": _png(rs.randint(0, 256, (1, 1, 3), np.uint8), "RGB"),
+    "a.npy": _npy(rs.randint(0, 256, (2, 4, 4, 3)).astype(np.int16)),
+  }
   encoded, decoded = _round_trip(bundle, files, batch_size=4)
   for name in ("rgb.png", "gray.png", "tiny.png"):
     original, restored = Image.open(io.BytesIO(files[name])), Image.open(io.BytesIO(decoded[name]))
@@ -177,11 +198,11 @@ def _npy(array):
 def _network_must_not_run(bundle):
   def refuse(*args):
     raise AssertionError("the network was called")
+
   bundle.__dict__["logits_fn"] = refuse  # replaces the cached property on this instance
 
 
-def test_other_bundles_and_other_numerics_are_refused_before_any_network_call(tmp_path, text_bundle,
-                                                                             text_bundle_dir):
+def test_other_bundles_and_other_numerics_are_refused_before_any_network_call(tmp_path, text_bundle, text_bundle_dir):
   encoded = codec.encode_files(text_bundle, {"f.txt": b"some text"}, 3)
   params = jax.tree.map(lambda p: p * np.float32(1.001), text_bundle.params)  # a slightly different network
   codec.write_bundle(tmp_path / "other", text_bundle.config, params, text_bundle.meta)
@@ -209,8 +230,9 @@ def test_corrupted_or_truncated_files_are_detected(text_bundle):
 
 
 def test_unseen_tracker_steps_take_the_seen_losses_around_them():
-  tracker = step_tracker.StepTracker(ema=jnp.array([4.0, 0.0, 2.0, 0.0, 0.0, 9.0, 0.0, 1.0]),
-                                     count=jnp.array([3, 0, 1, 0, 0, 2, 0, 5]))
+  tracker = step_tracker.StepTracker(
+    ema=jnp.array([4.0, 0.0, 2.0, 0.0, 0.0, 9.0, 0.0, 1.0]), count=jnp.array([3, 0, 1, 0, 0, 2, 0, 5])
+  )
   losses, unseen = step_tracker.seen_stage_losses(tracker, num_stages=2)
   np.testing.assert_allclose(losses, [[4.0, 3.0, 2.0, 2.0], [9.0, 9.0, 5.0, 1.0]])
   assert unseen == 4
@@ -229,7 +251,6 @@ def test_the_bundle_detects_altered_files(tmp_path, text_bundle_dir):
   with pytest.raises(codec.CodecError, match="is not a codec bundle: params.msgpack missing"):
     (bundle_dir / "params.msgpack").unlink()
     codec.load_bundle(bundle_dir)
-
 
 
 def _cli(*args):
@@ -251,11 +272,18 @@ def _cli(*args):
 def test_command_line_round_trip_and_no_output_on_a_bad_checksum(tmp_path, text_bundle_dir):
   (tmp_path / "a.txt").write_bytes(b"the command line")
   (tmp_path / "b.txt").write_bytes(b"")
-  _cli("encode", f"--model={text_bundle_dir}", "--budget=3", tmp_path / "a.txt", tmp_path / "b.txt",
-       "-o", tmp_path / "enc")
+  _cli(
+    "encode", f"--model={text_bundle_dir}", "--budget=3", tmp_path / "a.txt", tmp_path / "b.txt", "-o", tmp_path / "enc"
+  )
   assert sorted(p.name for p in (tmp_path / "enc").iterdir()) == ["a.txt.ardm", "b.txt.ardm"]
-  _cli("decode", f"--model={text_bundle_dir}", tmp_path / "enc" / "a.txt.ardm", tmp_path / "enc" / "b.txt.ardm",
-       "-o", tmp_path / "dec")
+  _cli(
+    "decode",
+    f"--model={text_bundle_dir}",
+    tmp_path / "enc" / "a.txt.ardm",
+    tmp_path / "enc" / "b.txt.ardm",
+    "-o",
+    tmp_path / "dec",
+  )
   assert (tmp_path / "dec" / "a.txt").read_bytes() == b"the command line"
   assert (tmp_path / "dec" / "b.txt").read_bytes() == b""
   header, message = codec.unpack("a", (tmp_path / "enc" / "a.txt.ardm").read_bytes())

@@ -3,6 +3,7 @@
 Code-length bound used throughout: bits <= -log2 q(x) + 32 (header) + 64 (ANS flush) + D * log2(1 / ((1 - eps C)
 (1 - C 2^-24))) (smoothing and quantisation: each frequency is >= that fraction of q) + 1e-3 (float32 log q).
 """
+
 import math
 
 import jax
@@ -28,8 +29,9 @@ def _overhead_bound(num_variables, num_classes, eps=coder.EPS):
 
 def _minus_log2_q(logits_fn, xs, sigma, starts, num_classes):
   """[N] -log2 q(x) of the plan's OA model (absorbing value K), batched over xs [N, *event]."""
-  log_q = likelihood.log_likelihood(logits_fn, jnp.asarray(xs), jnp.asarray(sigma), jnp.asarray(starts),
-                                    plan_walk.oa_process(num_classes, num_classes))[0]
+  log_q = likelihood.log_likelihood(
+    logits_fn, jnp.asarray(xs), jnp.asarray(sigma), jnp.asarray(starts), plan_walk.oa_process(num_classes, num_classes)
+  )[0]
   return -np.asarray(log_q, np.float64) / math.log(2)
 
 
@@ -41,8 +43,9 @@ def _encode(logits_fn, x, sigma, starts, num_classes, **kwargs):
 
 def _decode(logits_fn, message, sigma, starts, event_shape, num_classes, **kwargs):
   process = plan_walk.oa_process(num_classes, num_classes)
-  return coder.decode(logits_fn, [message], sigma, starts, process, (1,) + tuple(event_shape), batch_size=1,
-                      **kwargs)[0]
+  return coder.decode(logits_fn, [message], sigma, starts, process, (1,) + tuple(event_shape), batch_size=1, **kwargs)[
+    0
+  ]
 
 
 def _low_rank_logits_fn(seed, event_shape, num_classes, rank=8):
@@ -79,10 +82,15 @@ def test_quantisation_by_hand():
 
 def test_quantisation_is_deterministic_normalised_and_positive():
   rs = np.random.RandomState(0)
-  logits = np.concatenate([rs.normal(size=(50, 256)) * 10,
-                           np.where(rs.rand(50, 256) < 0.5, -1e9, rs.normal(size=(50, 256))),
-                           np.full((1, 256), -1e9), np.eye(256)[:1] * 1e9,
-                           np.where(np.arange(256) == 7, 0.0, -np.inf)[None]]).astype(np.float32)
+  logits = np.concatenate(
+    [
+      rs.normal(size=(50, 256)) * 10,
+      np.where(rs.rand(50, 256) < 0.5, -1e9, rs.normal(size=(50, 256))),
+      np.full((1, 256), -1e9),
+      np.eye(256)[:1] * 1e9,
+      np.where(np.arange(256) == 7, 0.0, -np.inf)[None],
+    ]
+  ).astype(np.float32)
   freqs = coder.quantized_probabilities(logits)
   assert freqs.dtype == np.int64 and np.all(freqs >= 1)
   np.testing.assert_array_equal(freqs.sum(-1), 2**coder.PRECISION)
@@ -95,12 +103,15 @@ def test_quantisation_is_deterministic_normalised_and_positive():
   np.testing.assert_array_equal(freqs[100], 2**coder.PRECISION // 256)  # all -1e9: uniform
 
 
-@pytest.mark.parametrize("logits, kwargs, message", [
+@pytest.mark.parametrize(
+  "logits, kwargs, message",
+  [
     (np.zeros(3), {"eps": 0.4}, "eps"),
     (np.array([0.0, np.nan]), {}, "NaN"),
     (np.array([0.0, -np.inf]), {"allowed": np.array([False, True])}, "finite logit"),
     (np.zeros(1), {}, "classes"),
-])
+  ],
+)
 def test_quantisation_rejects_bad_inputs(logits, kwargs, message):
   with pytest.raises(ValueError, match=message):
     coder.quantized_probabilities(logits, **kwargs)
@@ -125,13 +136,11 @@ def test_mean_code_length_over_the_exact_distribution_is_its_entropy_plus_the_ov
   logits_fn = jax.jit(exact_model.oa_logits_fn(joint, K))
   entropy_bits = -np.sum(joint * np.log2(joint))
   xs = exact_model.all_sequences(D, K)
-  bits = np.array([coder.compressed_bits(_encode(logits_fn, x, [1, 3, 0, 2], np.arange(D), K))
-                   for x in xs])
+  bits = np.array([coder.compressed_bits(_encode(logits_fn, x, [1, 3, 0, 2], np.arange(D), K)) for x in xs])
   mean_bits = np.sum(joint * bits)
   assert entropy_bits <= mean_bits <= entropy_bits + _overhead_bound(D, K)
   # A parallel plan loses the correlations: its mean cost exceeds the sequential one by E_P[log p / q] > 0.
-  parallel = np.array([coder.compressed_bits(_encode(logits_fn, x, [1, 3, 0, 2], [0], K))
-                       for x in xs])
+  parallel = np.array([coder.compressed_bits(_encode(logits_fn, x, [1, 3, 0, 2], [0], K)) for x in xs])
   product_bits = -np.sum(joint * np.log2(exact_model.product_of_marginals(joint, D, K)))
   assert product_bits > entropy_bits + 0.3
   assert product_bits <= np.sum(joint * parallel) <= product_bits + _overhead_bound(D, K)
@@ -203,8 +212,9 @@ def test_corrupted_truncated_or_mismatched_messages_raise():
   with pytest.raises(ValueError, match="uint32"):
     decode(message.astype(np.int64))
   # A message whose checksum is right but whose ANS words hold an extra word is still caught at the end.
-  settings = coder._settings_crc(plan_walk.oa_process(K, K), (D,), np.array([order]), np.array([starts]),
-                                 np.zeros((1, D), bool), coder.EPS)
+  settings = coder._settings_crc(
+    plan_walk.oa_process(K, K), (D,), np.array([order]), np.array([starts]), np.zeros((1, D), bool), coder.EPS
+  )
   padded = coder._with_header(np.concatenate([[np.uint32(12345)], message[1:]]), settings)
   with pytest.raises(ValueError, match="does not end"):
     decode(padded)
@@ -228,8 +238,9 @@ def test_upscale_round_trips_near_its_code_length(parametrisation):
   sigma = np.array([[1, 2, 3, 0], [3, 0, 1, 2]])
   for starts in ([0, 1, 2, 3], [[0, 2], [0, 1]]):
     process = plan_walk.upscale_process(tr, parametrisation)
-    log_q = likelihood.log_likelihood(logits_fn, jnp.asarray(xs), jnp.asarray(sigma)[:, None],
-                                      jnp.asarray(starts), process)[0]
+    log_q = likelihood.log_likelihood(
+      logits_fn, jnp.asarray(xs), jnp.asarray(sigma)[:, None], jnp.asarray(starts), process
+    )[0]
     minus_log2_q = -np.asarray(log_q, np.float64) / math.log(2)
     for x, cost in zip(xs[::4], minus_log2_q[::4]):
       message = coder.encode(logits_fn, x[None], sigma, starts, process, batch_size=1)[0]

@@ -1,4 +1,5 @@
 """The console of a run: progress and metrics, without the INFO logs of libraries unless --verbosity asks."""
+
 import os
 import pathlib
 import re
@@ -22,14 +23,18 @@ def python_files(directory) -> set[str]:
 def orbax_files() -> set[str]:
   """Basenames of orbax's files that neither this repository nor clu (whose progress lines stay) has: absl logs
   only the basename."""
-  return (python_files(os.path.dirname(orbax.checkpoint.__file__)) - python_files(REPO)
-          - python_files(os.path.dirname(clu.__file__)))
+  return (
+    python_files(os.path.dirname(orbax.checkpoint.__file__))
+    - python_files(REPO)
+    - python_files(os.path.dirname(clu.__file__))
+  )
 
 
 def run_main(*flags):
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  run = subprocess.run([sys.executable, str(REPO / "main.py"), *flags], env=env, capture_output=True, text=True,
-                       timeout=300)
+  run = subprocess.run(
+    [sys.executable, str(REPO / "main.py"), *flags], env=env, capture_output=True, text=True, timeout=300
+  )
   assert run.returncode == 0, run.stderr[-3000:]
   return run.stderr.splitlines()
 
@@ -41,10 +46,18 @@ def info_sources(lines) -> list[str]:
 def test_library_info_logs_only_with_verbosity(tmp_path):
   zip_path = tmp_path / "text8.zip"
   fake_data.write_text8_zip(zip_path, fake_data.random_text(40_000, seed=3))
-  config = [f"--config={REPO / 'configs/text8.py'}:local", f"--workdir={tmp_path / 'work'}",
-            f"--config.data.path={zip_path}"]
-  lines = run_main(*config, "--config.training.num_train_steps=4", "--config.training.log_every_steps=2",
-                   "--config.training.eval_every_steps=4", "--config.training.checkpoint_every_steps=4")
+  config = [
+    f"--config={REPO / 'configs/text8.py'}:local",
+    f"--workdir={tmp_path / 'work'}",
+    f"--config.data.path={zip_path}",
+  ]
+  lines = run_main(
+    *config,
+    "--config.training.num_train_steps=4",
+    "--config.training.log_every_steps=2",
+    "--config.training.eval_every_steps=4",
+    "--config.training.checkpoint_every_steps=4",
+  )
   assert os.path.isdir(tmp_path / "work" / "checkpoints" / "4")  # orbax did write, silently.
   assert not set(info_sources(lines)) & orbax_files(), "\n".join(lines)
   assert "Starting from scratch in" in "\n".join(lines)

@@ -1,9 +1,9 @@
 """Tests of the data pipelines on real-format fixtures: splits, mapping, coverage, determinism, slicing, errors."""
+
 import collections
 import pathlib
 import subprocess
 import sys
-import zipfile
 
 import numpy as np
 import pytest
@@ -97,9 +97,11 @@ def test_text8_training_rows_are_crops_of_their_chunks(text8_file):
   batch = ds.train_batch(5, 12)
   assert batch.shape == (12, 50) and batch.dtype == np.int32
   for row, chunk in zip(batch, ds.train_indices(5, 12)):
-    assert data.decode(row) in chars[chunk * 1000:(chunk + 1) * 1000]
-  offsets = {chars[i * 1000:(i + 1) * 1000].find(data.decode(row)) for row, i in
-             zip(ds.train_batch(0, 18), ds.train_indices(0, 18))}
+    assert data.decode(row) in chars[chunk * 1000 : (chunk + 1) * 1000]
+  offsets = {
+    chars[i * 1000 : (i + 1) * 1000].find(data.decode(row))
+    for row, i in zip(ds.train_batch(0, 18), ds.train_indices(0, 18))
+  }
   assert len(offsets) > 1  # crops start at varying offsets
 
 
@@ -120,7 +122,7 @@ def test_every_epoch_visits_each_example_once(text8_file):
   for batch_size in (6, 4):  # 4 does not divide 18: batches straddle epochs
     positions = np.concatenate([ds.train_indices(step, batch_size) for step in range(-(-18 * 3 // batch_size))])
     for epoch in range(3):
-      assert sorted(positions[epoch * 18:(epoch + 1) * 18]) == list(range(18))
+      assert sorted(positions[epoch * 18 : (epoch + 1) * 18]) == list(range(18))
     assert not np.array_equal(positions[:18], positions[18:36])  # a fresh permutation per epoch
 
 
@@ -139,7 +141,7 @@ def test_missing_text8_names_path_and_source(tmp_path):
 def test_truncated_text8_zip(text8_file, tmp_path):
   whole = open(text8_file[0], "rb").read()
   truncated = tmp_path / "truncated.zip"
-  truncated.write_bytes(whole[:len(whole) // 2])
+  truncated.write_bytes(whole[: len(whole) // 2])
   with pytest.raises(ValueError, match="truncated or corrupt") as error:
     _text8(str(truncated))
   assert str(truncated) in str(error.value)
@@ -200,8 +202,8 @@ def test_embedded_text_is_clean_and_split_90_10():
   train_len = len(ids) * 9 // 10
   assert ds.num_train_examples == train_len // 1000
   assert ds.num_eval_examples == (len(ids) - train_len) // 64
-  assert data.decode(ds.eval_examples) == chars[train_len:train_len + ds.num_eval_examples * 64]
-  assert data.decode(ds.train_examples) == chars[:ds.num_train_examples * 1000]
+  assert data.decode(ds.eval_examples) == chars[train_len : train_len + ds.num_eval_examples * 64]
+  assert data.decode(ds.train_examples) == chars[: ds.num_train_examples * 1000]
 
 
 def test_embedded_bytes_are_the_raw_docs_with_256_classes():
@@ -211,7 +213,7 @@ def test_embedded_bytes_are_the_raw_docs_with_256_classes():
   ds = data.make_dataset({"name": "embedded_bytes", "seed": 0, "seq_len": 48, "eval_split": "test"})
   train_len = len(raw) * 9 // 10
   assert ds.num_classes == 256 and ds.event_shape == (48,)
-  assert ds.eval_examples.tobytes() == raw[train_len:train_len + ds.num_eval_examples * 48].tobytes()
+  assert ds.eval_examples.tobytes() == raw[train_len : train_len + ds.num_eval_examples * 48].tobytes()
   assert raw.max() > 127  # non-ASCII UTF-8 bytes occur: no cleaning
   assert ds.train_batch(0, 4).dtype == np.int32 and ds.train_batch(0, 4).shape == (4, 48)
 
@@ -230,6 +232,7 @@ def test_embedded_image_patches_and_split():
   assert ds.train_examples.dtype == np.uint8
   assert not set(_image_hashes(ds.train_examples)) & set(_image_hashes(ds.eval_examples))
   from sklearn.datasets import load_sample_images  # pylint: disable=import-outside-toplevel
+
   china = load_sample_images().images[0]
   np.testing.assert_array_equal(ds.eval_examples[0], china[:32, :32])  # patch 0 -> test
   np.testing.assert_array_equal(ds.train_examples[0], china[:32, 32:64])  # patch 1 -> train
@@ -239,8 +242,7 @@ def test_embedded_image_patches_and_split():
   np.testing.assert_array_equal(batch, _dataset("embedded_images").train_batch(2, 16))
 
 
-@pytest.mark.parametrize("size, factor, num_train, num_test", [(16, 1, 1872, 208), (8, 1, 7632, 848),
-                                                               (32, 2, 108, 12)])
+@pytest.mark.parametrize("size, factor, num_train, num_test", [(16, 1, 1872, 208), (8, 1, 7632, 848), (32, 2, 108, 12)])
 def test_embedded_image_patch_counts(size, factor, num_train, num_test):
   ds = _dataset("embedded_images", image_size=size, downscale=factor)
   assert (ds.num_train_examples, ds.num_eval_examples) == (num_train, num_test)
@@ -270,6 +272,7 @@ def _dihedral_transforms(image):
 @pytest.fixture(scope="module")
 def mock_cifar10():
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+
   with tfds.testing.mock_data(num_examples=32):
     plain = _dataset("cifar10", seed=1)
     augmented = _dataset("cifar10", seed=1, augment=True)

@@ -1,4 +1,5 @@
 """Fixed-order likelihood under a plan: exact with D calls, one call per planned step, parallel never better."""
+
 import functools
 import itertools
 
@@ -24,8 +25,7 @@ def _oa_log_likelihood(logits_fn, xs, sigma, starts):
 def _oa_log_q(logits_fn, sigma, starts):
   """[K^D] float64 log q(x) of every sequence under the plan."""
   xs = jnp.asarray(exact_model.all_sequences(D, K))
-  return np.asarray(_oa_log_likelihood(logits_fn, xs, jnp.asarray(sigma), jnp.asarray(starts, jnp.int32)),
-                    np.float64)
+  return np.asarray(_oa_log_likelihood(logits_fn, xs, jnp.asarray(sigma), jnp.asarray(starts, jnp.int32)), np.float64)
 
 
 def test_budget_d_gives_the_exact_log_likelihood_for_any_order():
@@ -34,8 +34,7 @@ def test_budget_d_gives_the_exact_log_likelihood_for_any_order():
   for order in ([0, 1, 2, 3], [3, 1, 0, 2], [2, 3, 1, 0]):  # one order for the whole batch
     np.testing.assert_allclose(_oa_log_q(logits_fn, order, np.arange(D)), np.log(joint), rtol=1e-5, atol=1e-5)
   per_example = np.stack([np.random.RandomState(n).permutation(D) for n in range(K**D)])
-  np.testing.assert_allclose(_oa_log_q(logits_fn, per_example, np.arange(D)), np.log(joint), rtol=1e-5,
-                             atol=1e-5)
+  np.testing.assert_allclose(_oa_log_q(logits_fn, per_example, np.arange(D)), np.log(joint), rtol=1e-5, atol=1e-5)
 
 
 def test_exactly_one_network_call_per_planned_step():
@@ -51,8 +50,9 @@ def test_exactly_one_network_call_per_planned_step():
 
   tr = upscale.digit_transitions(K, 2)
   logits_fn, seen = exact_model.count_calls(exact_model.staged_logits_fn(joint, tr, "data"))
-  jax.jit(lambda p: likelihood.log_likelihood(logits_fn, x, jnp.arange(D), p,
-                                              plan_walk.upscale_process(tr, "data")))(jnp.array([0, 2]))
+  jax.jit(lambda p: likelihood.log_likelihood(logits_fn, x, jnp.arange(D), p, plan_walk.upscale_process(tr, "data")))(
+    jnp.array([0, 2])
+  )
   jax.effects_barrier()
   assert [int(t[0]) for t in seen] == [0, 2, D + 0, D + 2]  # global steps stage * D + start
 

@@ -1,4 +1,5 @@
 """Train metrics averaged over the logging window, and the profiling hook."""
+
 import math
 
 import jax

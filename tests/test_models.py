@@ -1,4 +1,5 @@
 """Tests of the networks: output contract, non-causality, use of t / known / stage, parameter counts."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,8 +31,10 @@ def _num_params(params) -> int:
   return sum(leaf.size for leaf in jax.tree_util.tree_leaves(params))
 
 
-@pytest.mark.parametrize("event_shape,num_stages,num_classes_out", [
-    ((8, 8, 3), 1, 256), ((32, 32, 3), 1, 256), ((8, 8, 3), 4, 4), ((16, 16, 3), 4, 256)])
+@pytest.mark.parametrize(
+  "event_shape,num_stages,num_classes_out",
+  [((8, 8, 3), 1, 256), ((32, 32, 3), 1, 256), ((8, 8, 3), 4, 4), ((16, 16, 3), 4, 256)],
+)
 def test_unet_output_shape_and_dtype(event_shape, num_stages, num_classes_out):
   model = UNet(**TINY_UNET, num_stages=num_stages, num_classes_out=num_classes_out)
   x_in, known, t = _inputs(event_shape, 256)
@@ -84,12 +87,15 @@ def test_unet_attn_everywhere_adds_one_attention_block_per_res_block():
     assert _num_params(block_params) == 4 * 32 * 32 + 4 * 32 + 2 * 32
 
 
-@pytest.mark.parametrize("model,event_shape", [
+@pytest.mark.parametrize(
+  "model,event_shape",
+  [
     (UNet(**TINY_UNET, attn_everywhere=True), (8, 8, 3)),
     (UNet(**TINY_UNET, num_stages=4, num_classes_out=4), (16, 16, 3)),
     (Transformer(**TINY_TRANSFORMER), (10,)),
     (Transformer(**TINY_TRANSFORMER, num_stages=2, num_classes_out=3), (10,)),
-])
+  ],
+)
 def test_count_params_matches_real_init(model, event_shape):
   x_in, known, t = _inputs(event_shape, 27)
   params = model.init(jax.random.key(0), x_in, known, t)
@@ -105,7 +111,8 @@ def test_unet_dropout_only_in_training():
   train_a = model.apply(params, x_in, known, t, train=True, rngs={"dropout": jax.random.key(1)})
   train_b = model.apply(params, x_in, known, t, train=True, rngs={"dropout": jax.random.key(2)})
   np.testing.assert_array_equal(
-      train_a, model.apply(params, x_in, known, t, train=True, rngs={"dropout": jax.random.key(1)}))
+    train_a, model.apply(params, x_in, known, t, train=True, rngs={"dropout": jax.random.key(1)})
+  )
   assert np.abs(train_a - train_b).max() > 1e-4
 
 
@@ -140,8 +147,9 @@ def test_transformer_t_only_matters_through_the_stage():
   x_in, known, t = _inputs((12,), 28)
   oa_model = Transformer(**TINY_TRANSFORMER)
   oa_params = oa_model.init(jax.random.key(0), x_in, known, t)
-  np.testing.assert_array_equal(oa_model.apply(oa_params, x_in, known, t),
-                                oa_model.apply(oa_params, x_in, known, t + 5))
+  np.testing.assert_array_equal(
+    oa_model.apply(oa_params, x_in, known, t), oa_model.apply(oa_params, x_in, known, t + 5)
+  )
   upscale = Transformer(**TINY_TRANSFORMER, num_stages=2)
   params = upscale.init(jax.random.key(0), x_in, known, t)
   logits = upscale.apply(params, x_in, known, t)
@@ -163,4 +171,4 @@ def test_full_size_parameter_counts():
   unet_attn = count_params(UNet(attn_everywhere=True), (32, 32, 3))
   assert unet == 123_921_536
   # 65 extra attention blocks of 4 * 256^2 + 6 * 256 parameters.
-  assert unet_attn - unet == 65 * (4 * 256 ** 2 + 6 * 256)
+  assert unet_attn - unet == 65 * (4 * 256**2 + 6 * 256)

@@ -1,4 +1,5 @@
 """Training on non-TFDS data runs where TensorFlow is not installed (accelerator images often lack it)."""
+
 import os
 import subprocess
 import sys
@@ -24,9 +25,14 @@ finally:
 def test_training_without_tensorflow(tmp_path):
   zip_path = tmp_path / "text8.zip"
   fake_data.write_text8_zip(zip_path, fake_data.random_text(40_000, seed=3))
-  argv = ["--config=" + os.path.join(REPO, "configs/text8.py:local"), f"--workdir={tmp_path / 'work'}",
-          f"--config.data.path={zip_path}", "--config.training.num_train_steps=4",
-          "--config.training.eval_every_steps=4", "--config.training.checkpoint_every_steps=4"]
+  argv = [
+    "--config=" + os.path.join(REPO, "configs/text8.py:local"),
+    f"--workdir={tmp_path / 'work'}",
+    f"--config.data.path={zip_path}",
+    "--config.training.num_train_steps=4",
+    "--config.training.eval_every_steps=4",
+    "--config.training.checkpoint_every_steps=4",
+  ]
   code = RUN_WITHOUT_TF.format(repo=REPO, argv=argv, main=os.path.join(REPO, "main.py"))
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
   run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)

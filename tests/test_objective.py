@@ -1,4 +1,5 @@
 """The OA-ARDM loss: exact ELBO on an enumerable joint, unbiased sampled estimates, terms and gradients."""
+
 import functools
 import itertools
 import math
@@ -49,8 +50,14 @@ def test_sampled_estimator_is_unbiased_uniform_and_antithetic():
   xs = _all_x()
   exact_bpd = float(np.mean(-np.log2(joint)) / D)
   for antithetic in (False, True):
-    draw = jax.jit(functools.partial(jax.lax.map, lambda key: objective.oa_ardm_loss(
-        logits_fn, xs, key, absorbing_value=ABSORBING, antithetic=antithetic)[1].scalars["nelbo_bpd"]))
+    draw = jax.jit(
+      functools.partial(
+        jax.lax.map,
+        lambda key: objective.oa_ardm_loss(logits_fn, xs, key, absorbing_value=ABSORBING, antithetic=antithetic)[
+          1
+        ].scalars["nelbo_bpd"],
+      )
+    )
     batch_means = np.asarray(draw(jax.random.split(jax.random.key(int(antithetic)), 400)), np.float64)
     stderr = batch_means.std(ddof=1) / np.sqrt(len(batch_means))
     assert abs(batch_means.mean() - exact_bpd) < 4 * stderr, (antithetic, batch_means.mean(), exact_bpd, stderr)
@@ -58,12 +65,19 @@ def test_sampled_estimator_is_unbiased_uniform_and_antithetic():
 
 def test_antithetic_removes_the_variance_due_to_t():
   """A network whose loss depends on t only: stratified batches (B = 2D) all have the same mean."""
-  t_dependent = lambda x_in, known, t: jnp.zeros(x_in.shape + (K,)).at[..., 0].set(
-      0.5 * t[:, None, None].astype(jnp.float32))
+  t_dependent = lambda x_in, known, t: (
+    jnp.zeros(x_in.shape + (K,)).at[..., 0].set(0.5 * t[:, None, None].astype(jnp.float32))
+  )
   x = jnp.zeros((2 * D, *EVENT), jnp.int32)
   for antithetic, expect_constant in ((True, True), (False, False)):
-    draw = jax.jit(functools.partial(jax.lax.map, lambda key: objective.oa_ardm_loss(
-        t_dependent, x, key, absorbing_value=ABSORBING, antithetic=antithetic)[1].scalars["nelbo_bpd"]))
+    draw = jax.jit(
+      functools.partial(
+        jax.lax.map,
+        lambda key: objective.oa_ardm_loss(t_dependent, x, key, absorbing_value=ABSORBING, antithetic=antithetic)[
+          1
+        ].scalars["nelbo_bpd"],
+      )
+    )
     batch_means = np.asarray(draw(jax.random.split(jax.random.key(7), 50)))
     assert (np.ptp(batch_means) < 1e-5) == expect_constant, np.ptp(batch_means)
 
@@ -75,13 +89,13 @@ def test_terms_by_hand_for_a_uniform_network():
   sigma = jnp.asarray(np.stack([np.random.RandomState(n).permutation(6).reshape(event) for n in range(4)]))
   t = jnp.array([0, 1, 3, 5], jnp.int32)
   logits_fn = lambda x_in, known, t: jnp.zeros(x_in.shape + (num_classes,))
-  loss, terms = jax.jit(lambda x, s, t: objective.oa_ardm_loss_at(logits_fn, x, s, t, absorbing_value=2,
-                                                                  ce_weight=ce_weight))(x, sigma, t)
+  loss, terms = jax.jit(
+    lambda x, s, t: objective.oa_ardm_loss_at(logits_fn, x, s, t, absorbing_value=2, ce_weight=ce_weight)
+  )(x, sigma, t)
   log2k = math.log2(num_classes)
   np.testing.assert_allclose(terms.per_example["nelbo_bpd"], log2k * np.ones(4), rtol=1e-6)
   np.testing.assert_allclose(terms.per_example["step_loss"], log2k / 6 * np.ones(4), rtol=1e-6)
-  np.testing.assert_allclose(terms.scalars["ce_bpd"], np.mean((6 - np.array([0, 1, 3, 5])) / 6) * log2k,
-                             rtol=1e-6)
+  np.testing.assert_allclose(terms.scalars["ce_bpd"], np.mean((6 - np.array([0, 1, 3, 5])) / 6) * log2k, rtol=1e-6)
   np.testing.assert_allclose(loss, log2k + ce_weight * terms.scalars["ce_bpd"], rtol=1e-6)
   assert terms.scalars["loss"] == loss and terms.scalars["nelbo_bpd"].shape == ()
   assert terms.per_example["t"].shape == (4,)
@@ -92,15 +106,17 @@ def test_network_never_sees_the_variables_it_predicts():
   copy_input = lambda x_in, known, t: 30.0 * jax.nn.one_hot(x_in, K + 1)[..., :K]
   x = jax.random.randint(jax.random.key(2), (64, *EVENT), 0, K)
   _, terms = jax.jit(lambda x, key: objective.oa_ardm_loss(copy_input, x, key, absorbing_value=ABSORBING))(
-      x, jax.random.key(3))
+    x, jax.random.key(3)
+  )
   np.testing.assert_allclose(terms.per_example["nelbo_bpd"], math.log2(K) * np.ones(64), rtol=1e-5)
 
 
 def test_antithetic_loss_covers_every_step_once_when_batch_equals_d():
   logits_fn = lambda x_in, known, t: jnp.zeros(x_in.shape + (K,))
   x = jnp.zeros((D, *EVENT), jnp.int32)
-  _, terms = jax.jit(lambda key: objective.oa_ardm_loss(logits_fn, x, key, absorbing_value=ABSORBING,
-                                                        antithetic=True))(jax.random.key(4))
+  _, terms = jax.jit(lambda key: objective.oa_ardm_loss(logits_fn, x, key, absorbing_value=ABSORBING, antithetic=True))(
+    jax.random.key(4)
+  )
   np.testing.assert_array_equal(np.sort(terms.per_example["t"]), np.arange(D))
 
 
@@ -111,8 +127,7 @@ def test_gradient_is_zero_at_known_positions_only():
   params = jax.random.normal(jax.random.key(6), (3, *EVENT, K))
 
   def loss(p):
-    return objective.oa_ardm_loss_at(lambda x_in, known, t: p, x, sigma, t, absorbing_value=ABSORBING,
-                                     ce_weight=0.1)[0]
+    return objective.oa_ardm_loss_at(lambda x_in, known, t: p, x, sigma, t, absorbing_value=ABSORBING, ce_weight=0.1)[0]
 
   grad_norm = np.abs(np.asarray(jax.jit(jax.grad(loss))(params))).sum(-1)  # [B, *event]
   known = np.asarray(sigma) < np.asarray(t)[:, None, None]

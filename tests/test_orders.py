@@ -1,4 +1,5 @@
 """Orders are uniform permutations, steps are uniform (also when stratified), masks follow sigma < t."""
+
 import functools
 import itertools
 
@@ -56,7 +57,8 @@ def test_masks_and_corruption_by_hand():
   t = jnp.array([2, 0])
   known = orders.known_mask(sigma, t)
   np.testing.assert_array_equal(known, [[False, True, False, True], [False] * 4])
-  np.testing.assert_array_equal(orders.step_mask(sigma, t, t + 2), [[True, False, True, False],
-                                                                   [True, True, False, False]])
+  np.testing.assert_array_equal(
+    orders.step_mask(sigma, t, t + 2), [[True, False, True, False], [True, True, False, False]]
+  )
   x = jnp.array([[5, 6, 7, 8], [1, 2, 3, 4]])
   np.testing.assert_array_equal(orders.corrupt(x, known, 128), [[128, 6, 128, 8], [128] * 4])

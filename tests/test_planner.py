@@ -1,4 +1,5 @@
 """Tests for ardm_jax.planner: exact optimality against brute force and a plain DP, API contract, errors."""
+
 import itertools
 
 import jax.numpy as jnp
@@ -17,8 +18,12 @@ def _brute_force_costs(losses):
   """Minimum over every plan with b calls, for b = 1..D: [D]."""
   num_steps = len(losses)
   later_starts = range(1, num_steps)
-  return np.array([min(_cost(losses, (0,) + rest) for rest in itertools.combinations(later_starts, b - 1))
-                   for b in range(1, num_steps + 1)])
+  return np.array(
+    [
+      min(_cost(losses, (0,) + rest) for rest in itertools.combinations(later_starts, b - 1))
+      for b in range(1, num_steps + 1)
+    ]
+  )
 
 
 def _reference_costs(losses, max_budget):
@@ -38,10 +43,11 @@ def _reference_costs(losses, max_budget):
 
 def _small_loss_vectors(num_steps):
   rng = np.random.default_rng(num_steps)
-  yield planner.sort_step_losses(rng.exponential(size=num_steps))                 # distinct floats
-  yield planner.sort_step_losses(rng.integers(0, 4, size=num_steps))              # ties and zeros
-  yield planner.sort_step_losses(np.concatenate([np.full(num_steps - num_steps // 2, 1.5),
-                                                 np.zeros(num_steps // 2)]))     # one plateau, zero tail
+  yield planner.sort_step_losses(rng.exponential(size=num_steps))  # distinct floats
+  yield planner.sort_step_losses(rng.integers(0, 4, size=num_steps))  # ties and zeros
+  yield planner.sort_step_losses(
+    np.concatenate([np.full(num_steps - num_steps // 2, 1.5), np.zeros(num_steps // 2)])
+  )  # one plateau, zero tail
 
 
 def _assert_valid_starts(starts, budget, num_steps):
@@ -51,7 +57,7 @@ def _assert_valid_starts(starts, budget, num_steps):
   assert starts[-1] < num_steps
 
 
-@pytest.mark.parametrize('num_steps', range(1, 11))
+@pytest.mark.parametrize("num_steps", range(1, 11))
 def test_every_budget_matches_brute_force(num_steps):
   for losses in _small_loss_vectors(num_steps):
     expected = _brute_force_costs(losses)
@@ -90,19 +96,18 @@ def test_full_budget_generates_one_step_per_call():
 def test_paper_example():
   losses = [5, 4, 3, 2.85, 2.80]
   np.testing.assert_allclose(planner.plan_all(losses), [25, 19, 18, 17.7, 17.65], rtol=1e-12)
-  np.testing.assert_allclose([planner.plan(losses, b).cost for b in range(1, 6)], [25, 19, 18, 17.7, 17.65],
-                             rtol=1e-12)
+  np.testing.assert_allclose([planner.plan(losses, b).cost for b in range(1, 6)], [25, 19, 18, 17.7, 17.65], rtol=1e-12)
   np.testing.assert_array_equal(planner.plan(losses, 2).starts, [0, 2])
 
 
 def _larger_loss_vectors(num_steps):
   t = np.arange(num_steps) / num_steps
   noisy = 1 + 6 * np.exp(-4 * t) + 0.1 * np.random.default_rng(4).standard_normal(num_steps)
-  yield planner.sort_step_losses(np.maximum(noisy, 0))                            # a smooth loss curve
+  yield planner.sort_step_losses(np.maximum(noisy, 0))  # a smooth loss curve
   yield planner.sort_step_losses(np.random.default_rng(5).integers(0, 6, size=num_steps) / 4)  # ties, zeros
 
 
-@pytest.mark.parametrize('losses', _larger_loss_vectors(300))
+@pytest.mark.parametrize("losses", _larger_loss_vectors(300))
 def test_matches_reference_dp_on_a_larger_case(losses):
   num_steps = len(losses)
   budgets = (1, 2, 7, 20, 64, 150, 299, 300)
@@ -115,7 +120,7 @@ def test_matches_reference_dp_on_a_larger_case(losses):
 
 
 def test_budget_sized_argmin_table_for_large_d(monkeypatch):
-  monkeypatch.setattr(planner, '_MAX_TABLE_STEPS', 4)  # D = 9 takes the large-D path (tables by budget)
+  monkeypatch.setattr(planner, "_MAX_TABLE_STEPS", 4)  # D = 9 takes the large-D path (tables by budget)
   losses = planner.sort_step_losses(np.random.default_rng(5).exponential(size=9))
   expected = _brute_force_costs(losses)
   np.testing.assert_allclose(planner.plan_all(losses), expected, rtol=1e-12)
@@ -135,24 +140,35 @@ def test_library_default_precision_is_unchanged():
   assert jnp.zeros(1).dtype == jnp.float32
 
 
-@pytest.mark.parametrize('budget, message', [
-    (0, r'budget must be in 1\.\.D'), (4, r'budget must be in 1\.\.D'), (2.0, 'budget must be an integer'),
-    (1.5, 'budget must be an integer'), ('2', 'budget must be an integer'),
-    (True, 'budget must be an integer')])
+@pytest.mark.parametrize(
+  "budget, message",
+  [
+    (0, r"budget must be in 1\.\.D"),
+    (4, r"budget must be in 1\.\.D"),
+    (2.0, "budget must be an integer"),
+    (1.5, "budget must be an integer"),
+    ("2", "budget must be an integer"),
+    (True, "budget must be an integer"),
+  ],
+)
 def test_bad_budget_raises(budget, message):
   with pytest.raises(ValueError, match=message):
     planner.plan([3.0, 2.0, 1.0], budget)
 
 
-@pytest.mark.parametrize('losses, message', [
-    ([3.0, 1.0, 2.0], r'descending.*step_losses\[1\] = 1\.0 < step_losses\[2\] = 2\.0'),
-    ([3.0, np.nan, 1.0], 'finite'),
-    ([np.inf, 2.0, 1.0], 'finite'),
-    ([3.0, 2.0, -1.0], 'non-negative'),
-    ([[3.0, 2.0], [1.0, 0.0]], '1-D'),
-    (3.0, '1-D'),
-    ([], 'empty'),
-    (['a', 'b'], 'real numbers')])
+@pytest.mark.parametrize(
+  "losses, message",
+  [
+    ([3.0, 1.0, 2.0], r"descending.*step_losses\[1\] = 1\.0 < step_losses\[2\] = 2\.0"),
+    ([3.0, np.nan, 1.0], "finite"),
+    ([np.inf, 2.0, 1.0], "finite"),
+    ([3.0, 2.0, -1.0], "non-negative"),
+    ([[3.0, 2.0], [1.0, 0.0]], "1-D"),
+    (3.0, "1-D"),
+    ([], "empty"),
+    (["a", "b"], "real numbers"),
+  ],
+)
 def test_bad_step_losses_raise(losses, message):
   with pytest.raises(ValueError, match=message):
     planner.plan(losses, 1)

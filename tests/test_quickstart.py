@@ -1,4 +1,5 @@
 """The quickstart demo learns: a shortened run on the embedded text ends far below the uniform bound."""
+
 import glob
 import importlib
 import math

@@ -4,6 +4,7 @@ Every run is the tiny text8 `:local` model on a small fake text8.zip. In-process
 Trainer (only the host loop reads step counts, checkpoint intervals and on_nonfinite, so configs that differ in
 those alone can share it); subprocess runs share a persistent XLA compilation cache.
 """
+
 import dataclasses
 import json
 import logging
@@ -33,8 +34,12 @@ from configs import text8
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_STEPS = 16  # Of the uninterrupted run; a checkpoint after every step, the last 3 kept: 14, 15, 16.
-OVERRIDES = {"training.checkpoint_every_steps": 1, "training.eval_every_steps": 1000, "training.log_every_steps": 1,
-             "eval.max_batches": 1}
+OVERRIDES = {
+  "training.checkpoint_every_steps": 1,
+  "training.eval_every_steps": 1000,
+  "training.log_every_steps": 1,
+  "eval.max_batches": 1,
+}
 
 
 @pytest.fixture(name="text8_zip", scope="module")
@@ -46,16 +51,26 @@ def fixture_text8_zip(tmp_path_factory):
 
 def main_command(workdir, text8_zip, num_steps=NUM_STEPS, **overrides):
   flags = [f"--config.{k}={v}" for k, v in dict(OVERRIDES, **overrides).items()]
-  return [sys.executable, os.path.join(REPO, "main.py"), "--config=" + os.path.join(REPO, "configs/text8.py:local"),
-          f"--workdir={workdir}", f"--config.data.path={text8_zip}",
-          f"--config.training.num_train_steps={num_steps}", *flags]
+  return [
+    sys.executable,
+    os.path.join(REPO, "main.py"),
+    "--config=" + os.path.join(REPO, "configs/text8.py:local"),
+    f"--workdir={workdir}",
+    f"--config.data.path={text8_zip}",
+    f"--config.training.num_train_steps={num_steps}",
+    *flags,
+  ]
 
 
 @pytest.fixture(name="subprocess_env", scope="module")
 def fixture_subprocess_env(tmp_path_factory):
   cache = str(tmp_path_factory.mktemp("xla_cache"))
-  return dict(os.environ, JAX_COMPILATION_CACHE_DIR=cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+  return dict(
+    os.environ,
+    JAX_COMPILATION_CACHE_DIR=cache,
+    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+    JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+  )
 
 
 @pytest.fixture(name="straight", scope="module")
@@ -84,7 +99,8 @@ def continue_run(trainer, workdir, num_steps, **training):
 def tree_equal(a, b) -> bool:
   leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
   return len(leaves_a) == len(leaves_b) and all(
-      np.asarray(x).dtype == np.asarray(y).dtype and np.array_equal(x, y) for x, y in zip(leaves_a, leaves_b))
+    np.asarray(x).dtype == np.asarray(y).dtype and np.array_equal(x, y) for x, y in zip(leaves_a, leaves_b)
+  )
 
 
 def restore(trainer, workdir, read_only=True):
@@ -97,10 +113,12 @@ def restore(trainer, workdir, read_only=True):
 
 def restore_step(trainer, workdir, step):
   """The state orbax holds for `step`, read directly (no fingerprint checks)."""
-  with ocp.CheckpointManager(os.path.join(workdir, "checkpoints"),
-                             options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
-    return manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(trainer.abstract_state())))["state"]
+  with ocp.CheckpointManager(
+    os.path.join(workdir, "checkpoints"), options=ocp.CheckpointManagerOptions(read_only=True)
+  ) as manager:
+    return manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(trainer.abstract_state())))[
+      "state"
+    ]
 
 
 def listing(workdir):
@@ -128,8 +146,9 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(straight, text8_
     newest_before = max(listing(workdir)[0], default=0)
     log_path = str(tmp_path / f"run{run}.log")
     with open(log_path, "w") as log:
-      proc = subprocess.Popen(main_command(workdir, text8_zip), env=subprocess_env, stdout=log,
-                              stderr=subprocess.STDOUT)
+      proc = subprocess.Popen(
+        main_command(workdir, text8_zip), env=subprocess_env, stdout=log, stderr=subprocess.STDOUT
+      )
     if how == "finish":
       assert proc.wait(timeout=300) == 0, open(log_path).read()[-3000:]
     else:
@@ -174,7 +193,7 @@ def corrupt(path, how):
   """Truncates the file to half its length, or flips one bit of its middle byte."""
   data = bytearray(open(path, "rb").read())
   if how == "truncate":
-    data = data[:len(data) // 2]
+    data = data[: len(data) // 2]
   else:
     data[len(data) // 2] ^= 0x10
   with open(path, "wb") as f:
@@ -183,8 +202,12 @@ def corrupt(path, how):
 
 def largest_array_file(step_dir):
   """The biggest data file (the arrays' bytes) of a checkpoint's state item."""
-  files = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(step_dir, "state")) for f in fs
-           if os.path.basename(d) == "d"]
+  files = [
+    os.path.join(d, f)
+    for d, _, fs in os.walk(os.path.join(step_dir, "state"))
+    for f in fs
+    if os.path.basename(d) == "d"
+  ]
   return max(files, key=os.path.getsize)
 
 
@@ -243,8 +266,11 @@ def test_all_checkpoints_corrupted_raises(straight, tmp_path):
   shutil.copytree(source, workdir)
   for step in listing(workdir)[0]:
     corrupt(largest_array_file(os.path.join(workdir, "checkpoints", str(step))), "truncate")
-  with pytest.raises(checkpointing.CheckpointError, match="Every checkpoint in .* is unusable, refusing to start "
-                     "over: step 16: .*; step 15: .*; step 14: .*Move .* away to start from scratch"):
+  with pytest.raises(
+    checkpointing.CheckpointError,
+    match="Every checkpoint in .* is unusable, refusing to start "
+    "over: step 16: .*; step 15: .*; step 14: .*Move .* away to start from scratch",
+  ):
     continue_run(trainer, workdir, NUM_STEPS + 1)
   assert listing(workdir)[0] == [14, 15, 16]  # Nothing moved or deleted.
 
@@ -288,8 +314,11 @@ def finite(state) -> bool:
 
 def test_nan_loss_stops_naming_the_step_without_checkpointing_it(poisoned_trainer, tmp_path):
   workdir = str(tmp_path / "work")
-  with pytest.raises(train.NonFiniteLossError, match=f"Non-finite loss or gradient at step {POISONED_STEP} "
-                     r"\(loss=nan, grad_norm=nan\).*on_nonfinite=skip"):
+  with pytest.raises(
+    train.NonFiniteLossError,
+    match=f"Non-finite loss or gradient at step {POISONED_STEP} "
+    r"\(loss=nan, grad_norm=nan\).*on_nonfinite=skip",
+  ):
     continue_run(poisoned_trainer, workdir, 10, checkpoint_every_steps=2, on_nonfinite="stop")
   assert listing(workdir) == ([2, 4], [])  # Step 6 was due but is past the NaN: not written.
   latest = restore(poisoned_trainer, workdir)
@@ -306,20 +335,25 @@ def test_nan_loss_skip_drops_that_update_and_counts_it(poisoned_trainer, tmp_pat
   # The dropped update left params, EMA, optimizer and tracker as they were before it.
   before, after = (restore_step(poisoned_trainer, workdir, s) for s in (POISONED_STEP, POISONED_STEP + 1))
   assert (int(before.num_skipped), int(after.num_skipped), int(after.step)) == (0, 1, POISONED_STEP + 1)
-  assert tree_equal((before.params, before.ema_params, before.opt_state, before.tracker, before.rng),
-                    (after.params, after.ema_params, after.opt_state, after.tracker, after.rng))
+  assert tree_equal(
+    (before.params, before.ema_params, before.opt_state, before.tracker, before.rng),
+    (after.params, after.ema_params, after.opt_state, after.tracker, after.rng),
+  )
   assert not tree_equal(after.params, state.params)  # Training went on after it.
 
 
-def test_sigterm_checkpoints_the_step_reached_and_exits_cleanly(straight, text8_zip, subprocess_env, tmp_path,
-                                                                 caplog):
+def test_sigterm_checkpoints_the_step_reached_and_exits_cleanly(straight, text8_zip, subprocess_env, tmp_path, caplog):
   trainer = straight[0]
   workdir = str(tmp_path / "work")
   log_path = str(tmp_path / "run.log")
   num_steps = 500
   with open(log_path, "w") as log:
-    proc = subprocess.Popen(main_command(workdir, text8_zip, num_steps, **{"training.checkpoint_every_steps": 1000}),
-                            env=subprocess_env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+      main_command(workdir, text8_zip, num_steps, **{"training.checkpoint_every_steps": 1000}),
+      env=subprocess_env,
+      stdout=log,
+      stderr=subprocess.STDOUT,
+    )
   wait_for(lambda: "loss=" in open(log_path).read(), proc, log_path, poll=0.05)  # Training has started.
   proc.send_signal(signal.SIGTERM)
   assert proc.wait(timeout=120) == 0, open(log_path).read()[-3000:]
@@ -360,12 +394,18 @@ def test_a_checkpoint_that_cannot_be_written_stops_the_run(text8_zip, subprocess
   workdir = tmp_path / "work"
   env = {k: v for k, v in subprocess_env.items() if not k.startswith("JAX_")}  # Its cache entries are large.
   command = main_command(str(workdir), text8_zip, num_steps=8, **{"training.checkpoint_every_steps": 3})
-  run = subprocess.run(command, env=dict(env, JAX_PLATFORMS="cpu"), capture_output=True, text=True, timeout=240,
-                       preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+  run = subprocess.run(
+    command,
+    env=dict(env, JAX_PLATFORMS="cpu"),
+    capture_output=True,
+    text=True,
+    timeout=240,
+    preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)),
+  )
   assert run.returncode == 1, run.stderr[-3000:]
   # The first save (step 3) failed; training stopped at the latest when the next save (step 6) began. (orbax's
   # writer threads may print their own tracebacks around it.)
-  errors = [line[line.index("Error ("):] for line in run.stderr.splitlines() if "Error (CheckpointError)" in line]
+  errors = [line[line.index("Error (") :] for line in run.stderr.splitlines() if "Error (CheckpointError)" in line]
   assert len(errors) == 1, run.stderr[-3000:]
   assert errors[0].startswith(f"Error (CheckpointError): Saving the checkpoint of step 3 to {workdir / 'checkpoints'}")
   assert "File too large" in errors[0] and "[7]" not in run.stderr
@@ -379,8 +419,13 @@ def test_a_second_run_on_a_leased_workdir_is_refused_before_touching_it(text8_zi
   holder = lease.Lease(epath.Path(workdir))
   holder.acquire()  # Held by this (live) test process.
   try:
-    run = subprocess.run(main_command(str(workdir), text8_zip, num_steps=2), env=subprocess_env,
-                         capture_output=True, text=True, timeout=240)
+    run = subprocess.run(
+      main_command(str(workdir), text8_zip, num_steps=2),
+      env=subprocess_env,
+      capture_output=True,
+      text=True,
+      timeout=240,
+    )
     assert run.returncode == 1
     line = last_line(run.stderr)
     assert line.startswith("Error (WorkdirBusyError)") and f"pid {os.getpid()}" in line, line
@@ -397,10 +442,12 @@ def test_stale_leases_are_taken_over_and_live_ones_are_not(tmp_path):
   dead = subprocess.Popen(["true"])
   dead.wait()
   now = time.time()
-  cases = [({"host": socket.gethostname(), "pid": dead.pid, "heartbeat": now}, True),  # kill -9 on this host.
-           ({"host": "other-vm", "pid": 1, "heartbeat": now - lease.STALE_AFTER_S - 1}, True),  # A preempted VM.
-           ({"host": "other-vm", "pid": 1, "heartbeat": now}, False),  # Alive elsewhere.
-           ({"host": socket.gethostname(), "pid": os.getpid(), "heartbeat": now}, False)]  # Alive here.
+  cases = [
+    ({"host": socket.gethostname(), "pid": dead.pid, "heartbeat": now}, True),  # kill -9 on this host.
+    ({"host": "other-vm", "pid": 1, "heartbeat": now - lease.STALE_AFTER_S - 1}, True),  # A preempted VM.
+    ({"host": "other-vm", "pid": 1, "heartbeat": now}, False),  # Alive elsewhere.
+    ({"host": socket.gethostname(), "pid": os.getpid(), "heartbeat": now}, False),
+  ]  # Alive here.
   for record, stale in cases:
     path.write_text(json.dumps(dict(record, owner="someone")))
     taker = lease.Lease(directory)

@@ -2,6 +2,7 @@
 
 Each test draws 20000 samples from an exact network and accepts when the chi-square p-value is > 1e-3.
 """
+
 import itertools
 
 import jax
@@ -57,10 +58,10 @@ def test_parallel_plan_samples_the_order_mixture_of_its_likelihood():
   joint = exact_model.random_joint(0, D, K)
   logits_fn = exact_model.oa_logits_fn(joint, K)
   xs = jnp.asarray(exact_model.all_sequences(D, K))
-  log_q = jax.jit(lambda order: likelihood.log_likelihood(logits_fn, xs, order, [0, 2],
-                                                          plan_walk.oa_process(K, K))[0])
-  q = np.mean([np.exp(np.asarray(log_q(jnp.asarray(order)), np.float64))
-               for order in itertools.permutations(range(D))], axis=0)
+  log_q = jax.jit(lambda order: likelihood.log_likelihood(logits_fn, xs, order, [0, 2], plan_walk.oa_process(K, K))[0])
+  q = np.mean(
+    [np.exp(np.asarray(log_q(jnp.asarray(order)), np.float64)) for order in itertools.permutations(range(D))], axis=0
+  )
   counted_fn, seen = exact_model.count_calls(logits_fn)
   samples = _sample_oa(counted_fn, [0, 2], seed=2)
   jax.effects_barrier()
@@ -70,10 +71,10 @@ def test_parallel_plan_samples_the_order_mixture_of_its_likelihood():
 
 def test_upscale_sampler_calls_the_network_once_per_planned_step_of_each_stage():
   tr = upscale.digit_transitions(K, 2)
-  staged_fn, seen = exact_model.count_calls(exact_model.staged_logits_fn(exact_model.random_joint(0, D, K), tr,
-                                                                         "data"))
-  jax.jit(lambda key: sampler.sample(staged_fn, key, [[0, 1], [0, 2]], (4, D),
-                                     plan_walk.upscale_process(tr, "data")))(jax.random.key(0))
+  staged_fn, seen = exact_model.count_calls(exact_model.staged_logits_fn(exact_model.random_joint(0, D, K), tr, "data"))
+  jax.jit(lambda key: sampler.sample(staged_fn, key, [[0, 1], [0, 2]], (4, D), plan_walk.upscale_process(tr, "data")))(
+    jax.random.key(0)
+  )
   jax.effects_barrier()
   assert [int(t[0]) for t in seen] == [0, 1, D + 0, D + 2]  # global steps stage * D + start
 
@@ -84,8 +85,7 @@ def test_upscale_sequential_sampling_matches_the_joint():
   for seed, parametrisation in enumerate(("direct", "data")):
     logits_fn = exact_model.staged_logits_fn(joint, tr, parametrisation)
     process = plan_walk.upscale_process(tr, parametrisation)
-    samples = jax.jit(lambda key: sampler.sample(logits_fn, key, np.arange(D), (N, D), process))(
-        jax.random.key(seed))
+    samples = jax.jit(lambda key: sampler.sample(logits_fn, key, np.arange(D), (N, D), process))(jax.random.key(seed))
     _assert_follows(samples, joint)
 
 

@@ -1,5 +1,6 @@
 """Speed and memory options: bf16 compute, fused attention, rematerialisation, gradient accumulation and the
 persistent compilation cache, each against the default path on tiny models."""
+
 import importlib
 
 import jax
@@ -13,9 +14,9 @@ from ardm_jax import train
 
 # Tiny versions of the two networks on small events: (config module, event shape, classes).
 FAMILIES = {
-    "text": ("text8", (8,), 27),
-    "text_upscale": ("text8_upscale", (8,), 27),
-    "image": ("cifar10", (2, 2, 3), 256),
+  "text": ("text8", (8,), 27),
+  "text_upscale": ("text8_upscale", (8,), 27),
+  "image": ("cifar10", (2, 2, 3), 256),
 }
 
 
@@ -107,7 +108,8 @@ def test_dot_product_attention_equals_einsum_attention(family):
   assert_trees_close(grads_fused, grads_einsum, rtol=1e-4, atol=1e-5)
   # The attention does matter: removing it (value projection zero) changes the loss.
   ablated = jax.tree_util.tree_map_with_path(
-      lambda path, p: 0 * p if "attention" in jax.tree_util.keystr(path) else p, params)
+    lambda path, p: 0 * p if "attention" in jax.tree_util.keystr(path) else p, params
+  )
   assert abs(float(loss_and_grads(exp_einsum, ablated, x)[0]) - float(loss_einsum)) > 1e-3
 
 
@@ -116,8 +118,7 @@ def test_remat_gives_the_same_gradients(family, policy):
   exp_plain = tiny_experiment(family)
   exp_remat = tiny_experiment(family, **{"model.remat": policy})
   params, x = random_params(exp_plain), random_batch(exp_plain)
-  assert jax.tree.structure(jax.eval_shape(exp_remat.init_params, jax.random.key(0))) == jax.tree.structure(
-      params)
+  assert jax.tree.structure(jax.eval_shape(exp_remat.init_params, jax.random.key(0))) == jax.tree.structure(params)
   _, grads_plain = loss_and_grads(exp_plain, params, x)
   _, grads_remat = loss_and_grads(exp_remat, params, x)
   assert_trees_close(grads_remat, grads_plain, rtol=1e-5, atol=1e-7)
@@ -150,9 +151,14 @@ def test_bad_speed_options_name_the_key():
 
 def test_compilation_cache_dir_receives_the_compiled_programs(tmp_path):
   cache_dir = tmp_path / "xla_cache"
-  saved = {name: getattr(jax.config, name) for name in (
-      "jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-      "jax_persistent_cache_min_entry_size_bytes")}
+  saved = {
+    name: getattr(jax.config, name)
+    for name in (
+      "jax_compilation_cache_dir",
+      "jax_persistent_cache_min_compile_time_secs",
+      "jax_persistent_cache_min_entry_size_bytes",
+    )
+  }
   try:
     compilation_cache.reset_cache()
     exp = tiny_experiment("text", **{"training.compilation_cache_dir": str(cache_dir)})

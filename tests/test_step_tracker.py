@@ -1,4 +1,5 @@
 """The per-step loss EMA: hand-computed updates, duplicate steps averaged, unseen steps untouched."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -1,4 +1,5 @@
 """The training system: smoke runs per config family, resume equality, sharding and multi-host equality."""
+
 import importlib
 import math
 import os
@@ -39,8 +40,12 @@ def text8_config(text8_zip, name="text8", **training):
 def heldout_bpd(exp, params, num_rngs=4):
   """Mean nelbo (bits/dim) of the first eval batch over a few fixed (t, order) draws."""
   x, _ = next(iter(exp.dataset.eval_batches(exp.config.eval.batch_size)))
-  return np.mean([float(exp.loss(params, x, jax.random.key_data(jax.random.key(i)))[1].scalars["nelbo_bpd"])
-                  for i in range(num_rngs)])
+  return np.mean(
+    [
+      float(exp.loss(params, x, jax.random.key_data(jax.random.key(i)))[1].scalars["nelbo_bpd"])
+      for i in range(num_rngs)
+    ]
+  )
 
 
 @pytest.mark.parametrize("family", ["text8", "text8_upscale", "cifar10", "cifar10_upscale"])
@@ -72,14 +77,17 @@ def _tree_equal(a, b):
 
 def test_resume_is_exact(text8_zip, tmp_path):
   straight = train.train_and_evaluate(
-      text8_config(text8_zip, num_train_steps=8, checkpoint_every_steps=4, eval_every_steps=100),
-      str(tmp_path / "straight"))
+    text8_config(text8_zip, num_train_steps=8, checkpoint_every_steps=4, eval_every_steps=100),
+    str(tmp_path / "straight"),
+  )
   resumed_dir = str(tmp_path / "resumed")
   half = train.train_and_evaluate(
-      text8_config(text8_zip, num_train_steps=4, checkpoint_every_steps=4, eval_every_steps=100), resumed_dir)
+    text8_config(text8_zip, num_train_steps=4, checkpoint_every_steps=4, eval_every_steps=100), resumed_dir
+  )
   assert int(half.step) == 4
   resumed = train.train_and_evaluate(
-      text8_config(text8_zip, num_train_steps=8, checkpoint_every_steps=4, eval_every_steps=100), resumed_dir)
+    text8_config(text8_zip, num_train_steps=8, checkpoint_every_steps=4, eval_every_steps=100), resumed_dir
+  )
   assert int(resumed.step) == int(straight.step) == 8
   assert _tree_equal(straight, resumed)
   assert not _tree_equal(half.params, resumed.params)  # The second half did train.
@@ -107,9 +115,17 @@ def _free_port() -> int:
 
 
 def _main_cmd(workdir, text8_zip, *extra):
-  return [sys.executable, os.path.join(REPO, "main.py"), "--config=" + os.path.join(REPO, "configs/text8.py:local"),
-          f"--workdir={workdir}", f"--config.data.path={text8_zip}", "--config.training.num_train_steps=3",
-          "--config.training.checkpoint_every_steps=3", "--config.training.eval_every_steps=100", *extra]
+  return [
+    sys.executable,
+    os.path.join(REPO, "main.py"),
+    "--config=" + os.path.join(REPO, "configs/text8.py:local"),
+    f"--workdir={workdir}",
+    f"--config.data.path={text8_zip}",
+    "--config.training.num_train_steps=3",
+    "--config.training.checkpoint_every_steps=3",
+    "--config.training.eval_every_steps=100",
+    *extra,
+  ]
 
 
 def _env(num_devices: int):
@@ -127,10 +143,16 @@ def _restore_params(config, workdir):
 def test_two_processes_match_one(text8_zip, tmp_path):
   port = _free_port()
   multi = str(tmp_path / "multi")
-  procs = [subprocess.Popen(_main_cmd(multi, text8_zip, "--num_processes=2", f"--process_id={i}",
-                                      f"--coordinator_address=localhost:{port}"),
-                            env=_env(1), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-           for i in range(2)]
+  procs = [
+    subprocess.Popen(
+      _main_cmd(multi, text8_zip, "--num_processes=2", f"--process_id={i}", f"--coordinator_address=localhost:{port}"),
+      env=_env(1),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
+    for i in range(2)
+  ]
   outputs = [p.communicate(timeout=300)[0] for p in procs]
   for p, out in zip(procs, outputs):
     assert p.returncode == 0, out[-3000:]

@@ -1,4 +1,5 @@
 """Upscale transitions (digits, text8), both parametrisations, and the exact summed stage ELBO."""
+
 import functools
 import itertools
 import math
@@ -14,8 +15,9 @@ from tests import exact_model
 VOWEL_IDS = [1, 5, 9, 15, 21]  # a e i o u
 
 
-@pytest.mark.parametrize("num_classes,branching,num_stages", [(256, 4, 4), (256, 16, 2), (27, 4, 3), (3, 2, 2),
-                                                              (256, 2, 8), (16, 4, 2)])
+@pytest.mark.parametrize(
+  "num_classes,branching,num_stages", [(256, 4, 4), (256, 16, 2), (27, 4, 3), (3, 2, 2), (256, 2, 8), (16, 4, 2)]
+)
 def test_digit_stages_follow_the_paper_formula(num_classes, branching, num_stages):
   tr = upscale.digit_transitions(num_classes, branching)
   assert tr.num_stages == num_stages and tr.num_classes == num_classes
@@ -31,8 +33,11 @@ def test_digit_stages_follow_the_paper_formula(num_classes, branching, num_stage
   np.testing.assert_array_equal(sum(d * branching ** (num_stages - s - 1) for s, d in enumerate(digits)), x)
 
 
-@pytest.mark.parametrize("tr", [upscale.digit_transitions(27, 4), upscale.digit_transitions(256, 16),
-                                upscale.text8_transitions()], ids=["digits27b4", "digits256b16", "text8"])
+@pytest.mark.parametrize(
+  "tr",
+  [upscale.digit_transitions(27, 4), upscale.digit_transitions(256, 16), upscale.text8_transitions()],
+  ids=["digits27b4", "digits256b16", "text8"],
+)
 def test_every_stage_refines_the_previous_and_children_round_trip(tr):
   x = np.arange(tr.num_classes)
   for s in range(tr.num_stages):
@@ -40,8 +45,9 @@ def test_every_stage_refines_the_previous_and_children_round_trip(tr):
     for v in np.unique(fine):  # classes that agree at stage s+1 agree at stage s
       assert len(np.unique(coarse[fine == v])) == 1
     np.testing.assert_array_equal(tr.child_state[s, coarse, tr.child_index[s]], fine)
-    np.testing.assert_array_equal(tr.consistent_classes[s, coarse[:, None], x[None, :]],
-                                  coarse[:, None] == coarse[None, :])
+    np.testing.assert_array_equal(
+      tr.consistent_classes[s, coarse[:, None], x[None, :]], coarse[:, None] == coarse[None, :]
+    )
     for v in np.unique(coarse):
       assert tr.valid_children[s, v].sum() == len(np.unique(fine[coarse == v]))
     assert np.all(tr.valid_children[s, tr.state_values[s], tr.child_index[s]])
@@ -64,12 +70,15 @@ def test_text8_map_has_space_vowel_consonant_groups():
   assert tr.num_outputs("direct") == 21 and tr.num_outputs("data") == 27
 
 
-@pytest.mark.parametrize("table,message", [
+@pytest.mark.parametrize(
+  "table,message",
+  [
     ([[0, 0, 0, 0], [0, 3, 0, 3], [0, 1, 2, 3]], "smallest class"),
     ([[0, 0, 0, 0], [0, 0, 2, 2], [0, 2, 2, 3]], "last stage"),
     ([[0, 1, 0, 0], [0, 1, 2, 3]], "stage 0"),
     ([[0, 0, 0, 0], [0, 1, 1, 3], [0, 0, 2, 2], [0, 1, 2, 3]], "does not refine"),
-])
+  ],
+)
 def test_invalid_tables_are_rejected_with_a_reason(table, message):
   with pytest.raises(ValueError, match=message):
     upscale.make_transitions(table)
@@ -95,8 +104,9 @@ def test_stage_input_by_hand():
   np.testing.assert_array_equal(x_in, [[0, 12, 0]])
 
 
-@pytest.mark.parametrize("tr", [upscale.digit_transitions(27, 4), upscale.text8_transitions()],
-                         ids=["digits27b4", "text8"])
+@pytest.mark.parametrize(
+  "tr", [upscale.digit_transitions(27, 4), upscale.text8_transitions()], ids=["digits27b4", "text8"]
+)
 @pytest.mark.parametrize("parametrisation", ["direct", "data"])
 def test_log_probs_are_normalised_over_the_possible_outputs_only(tr, parametrisation):
   batch = 64
@@ -127,10 +137,10 @@ def _enumerated_elbo(tr, parametrisation, num_variables, seed):
   xs = exact_model.all_sequences(num_variables, tr.num_classes)
   perms = np.array(list(itertools.permutations(range(num_variables))), np.int32)
   num_steps = tr.num_stages * num_variables
-  n, p, g = (a.ravel() for a in np.meshgrid(np.arange(len(xs)), np.arange(len(perms)), np.arange(num_steps),
-                                            indexing="ij"))
-  loss_at = jax.jit(lambda x, s, t: upscale.upscale_loss_at(logits_fn, x, s, t, tr,
-                                                            parametrisation=parametrisation)[1])
+  n, p, g = (
+    a.ravel() for a in np.meshgrid(np.arange(len(xs)), np.arange(len(perms)), np.arange(num_steps), indexing="ij")
+  )
+  loss_at = jax.jit(lambda x, s, t: upscale.upscale_loss_at(logits_fn, x, s, t, tr, parametrisation=parametrisation)[1])
   terms = loss_at(jnp.asarray(xs[n]), jnp.asarray(perms[p]), jnp.asarray(g, jnp.int32))
   elbo = -np.asarray(terms.per_example["nelbo_bpd"]).reshape(len(xs), -1) * num_variables * math.log(2)
   step_loss = np.asarray(terms.per_example["step_loss"]).reshape(len(xs), len(perms), num_steps)
@@ -140,8 +150,9 @@ def _enumerated_elbo(tr, parametrisation, num_variables, seed):
 @pytest.mark.parametrize("parametrisation", ["direct", "data"])
 @pytest.mark.parametrize("case", ["digits_K3_b2_D3", "text8_D2"])
 def test_summed_stage_elbo_equals_exact_log_likelihood(case, parametrisation):
-  tr, num_variables = ((upscale.digit_transitions(3, 2), 3) if case.startswith("digits")
-                       else (upscale.text8_transitions(), 2))
+  tr, num_variables = (
+    (upscale.digit_transitions(3, 2), 3) if case.startswith("digits") else (upscale.text8_transitions(), 2)
+  )
   elbo, log_p, steps_bpd = _enumerated_elbo(tr, parametrisation, num_variables, seed=1)
   np.testing.assert_allclose(elbo, log_p, rtol=1e-5, atol=2e-5)
   np.testing.assert_allclose(steps_bpd, -log_p / (num_variables * math.log(2)), rtol=1e-5, atol=2e-6)
@@ -171,8 +182,9 @@ def test_gradient_only_reaches_possible_outputs_of_unknown_variables(parametrisa
   params = jax.random.normal(jax.random.key(6), (4, 6, tr.num_outputs(parametrisation)))
 
   def loss(p):
-    return upscale.upscale_loss_at(lambda x_in, known, t: p, x, sigma, t_global, tr,
-                                   parametrisation=parametrisation, ce_weight=0.1)[0]
+    return upscale.upscale_loss_at(
+      lambda x_in, known, t: p, x, sigma, t_global, tr, parametrisation=parametrisation, ce_weight=0.1
+    )[0]
 
   grad = np.abs(np.asarray(jax.jit(jax.grad(loss))(params)))
   stage, t = np.asarray(t_global) // 6, np.asarray(t_global) % 6

@@ -1,4 +1,5 @@
 """A workdir remembers its config: the read-only modes use it, with only the overridable fields replaced."""
+
 import logging
 
 import pytest

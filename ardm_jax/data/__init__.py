@@ -13,6 +13,7 @@ takes the values as they are and checks only what needs the files (a readable zi
 The sources do not download anything except cifar10 with download=True. TensorFlow is imported only when a
 cifar10 dataset is made.
 """
+
 from typing import Any, Mapping
 
 from ardm_jax.data import images
@@ -34,8 +35,14 @@ def make_dataset(data: Mapping[str, Any]) -> Dataset:
   """
   name, seed = data["name"], data["seed"]
   if name == "embedded_bytes":
-    return text.text_dataset(name, text.embedded_text_splits(text.embedded_bytes()), seq_len=data["seq_len"],
-                             eval_split=data["eval_split"], seed=seed, num_classes=256)
+    return text.text_dataset(
+      name,
+      text.embedded_text_splits(text.embedded_bytes()),
+      seq_len=data["seq_len"],
+      eval_split=data["eval_split"],
+      seed=seed,
+      num_classes=256,
+    )
   if name in ("text8", "embedded_text"):
     if name == "text8":
       splits = text.text8_splits(text.read_text8(data["path"]))
@@ -43,8 +50,7 @@ def make_dataset(data: Mapping[str, Any]) -> Dataset:
       splits = text.embedded_text_splits(text.embedded_text_ids())
     return text.text_dataset(name, splits, seq_len=data["seq_len"], eval_split=data["eval_split"], seed=seed)
   if name == "cifar10":
-    train, test = (images.load_cifar10(split, data["tfds_data_dir"], data["download"])
-                   for split in ("train", "test"))
+    train, test = (images.load_cifar10(split, data["tfds_data_dir"], data["download"]) for split in ("train", "test"))
   elif name == "embedded_images":
     train, test = images.embedded_image_patches(data["image_size"], data["downscale"])
   else:

@@ -14,6 +14,7 @@ Evaluation: the eval split is cut into global batches of batch_size * process_co
 p-th contiguous block of batch_size rows of each. Rows past the end are zeros with weight 0, and every process
 yields the same number of batches, so cross-process collectives line up.
 """
+
 import dataclasses
 import functools
 from typing import Callable, Iterator, Optional
@@ -40,8 +41,7 @@ def process_batch_size(global_batch_size: int, process_count: int, process_index
   if not 0 <= process_index < process_count:
     raise ValueError(f"process_index {process_index} is not in [0, process_count={process_count})")
   if global_batch_size % process_count:
-    raise ValueError(f"global batch size {global_batch_size} is not divisible by process_count "
-                     f"{process_count}")
+    raise ValueError(f"global batch size {global_batch_size} is not divisible by process_count {process_count}")
   return global_batch_size // process_count
 
 
@@ -59,6 +59,7 @@ class Dataset:
     seed: data seed (`data.seed`).
     train_transform: per-row random transform applied to training examples (None: identity).
   """
+
   name: str
   event_shape: tuple[int, ...]
   num_classes: int
@@ -75,8 +76,9 @@ class Dataset:
   def num_eval_examples(self) -> int:
     return len(self.eval_examples)
 
-  def train_indices(self, step: int, global_batch_size: int, process_index: int = 0,
-                    process_count: int = 1) -> np.ndarray:
+  def train_indices(
+    self, step: int, global_batch_size: int, process_index: int = 0, process_count: int = 1
+  ) -> np.ndarray:
     """Indices into `train_examples` of this process's rows of the batch at `step`: int64 [B / P]."""
     rows = self._process_rows(step, global_batch_size, process_index, process_count)
     positions = step * global_batch_size + rows
@@ -87,8 +89,9 @@ class Dataset:
       indices[in_epoch] = epoch_permutation(self.seed, int(epoch), self.num_train_examples)[offsets[in_epoch]]
     return indices
 
-  def train_batch(self, step: int, global_batch_size: int, process_index: int = 0,
-                  process_count: int = 1) -> np.ndarray:
+  def train_batch(
+    self, step: int, global_batch_size: int, process_index: int = 0, process_count: int = 1
+  ) -> np.ndarray:
     """This process's slice of the global training batch at `step`.
 
     Returns:
@@ -99,7 +102,8 @@ class Dataset:
     if self.train_transform is not None:
       rows = self._process_rows(step, global_batch_size, process_index, process_count)
       row_bits = np.random.default_rng((self.seed, _ROW_RANDOM_STREAM, step)).integers(
-          0, 2**63, size=global_batch_size, dtype=np.uint64)
+        0, 2**63, size=global_batch_size, dtype=np.uint64
+      )
       examples = self.train_transform(examples, row_bits[rows])
     return examples.astype(np.int32)
 
@@ -107,8 +111,9 @@ class Dataset:
     """How many batches `eval_batches` yields on every process."""
     return -(-self.num_eval_examples // (batch_size * process_count))
 
-  def eval_batches(self, batch_size: int, process_index: int = 0,
-                   process_count: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+  def eval_batches(
+    self, batch_size: int, process_index: int = 0, process_count: int = 1
+  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Iterates this process's share of the eval split; all processes together cover it exactly once.
 
     Args:
@@ -123,11 +128,11 @@ class Dataset:
   def _eval_batches(self, batch_size, process_index, process_count, num_batches):
     for batch in range(num_batches):
       start = (batch * process_count + process_index) * batch_size
-      real = self.eval_examples[start:start + batch_size]
+      real = self.eval_examples[start : start + batch_size]
       x = np.zeros((batch_size, *self.event_shape), np.int32)
-      x[:len(real)] = real
+      x[: len(real)] = real
       weight = np.zeros((batch_size,), np.float32)
-      weight[:len(real)] = 1.0
+      weight[: len(real)] = 1.0
       yield x, weight
 
   def _process_rows(self, step, global_batch_size, process_index, process_count) -> np.ndarray:

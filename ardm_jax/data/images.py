@@ -10,6 +10,7 @@ right/bottom edges dropped), numbered in (photo, row, column) order; patch k is 
 Patch counts: size 32: 2 * 13 * 20 = 520 (52 test / 468 train); size 16: 2 * 26 * 40 = 2080 (208 / 1872);
 size 8: 2 * 53 * 80 = 8480 (848 / 7632); size 32 with downscale 2: 2 * 6 * 10 = 120 (12 / 108).
 """
+
 import functools
 
 import numpy as np
@@ -39,6 +40,7 @@ def random_dihedral(images_BxHxWxC: np.ndarray, row_bits_B: np.ndarray) -> np.nd
 def _hide_accelerators_from_tensorflow():
   """tf.data only reads files here; keep TensorFlow from claiming the GPUs that JAX uses."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
   tf.config.set_visible_devices([], "GPU")
 
 
@@ -50,6 +52,7 @@ def load_cifar10(split: str, data_dir, download: bool) -> np.ndarray:
     ValueError: the prepared split is empty or holds images that are not uint8 32x32x3.
   """
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+
   _hide_accelerators_from_tensorflow()
   try:
     split_ds = tfds.load("cifar10", split=split, data_dir=data_dir or None, download=download, as_supervised=True)
@@ -57,26 +60,29 @@ def load_cifar10(split: str, data_dir, download: bool) -> np.ndarray:
     if download:
       raise
     raise paths.InputNotFoundError(
-        f"CIFAR-10 is not prepared in data.tfds_data_dir={data_dir!r} ('': $TFDS_DATA_DIR or "
-        f"~/tensorflow_datasets). Prepare it once with `tfds build cifar10 --data_dir=DIR` (or python -c \"import "
-        f"tensorflow_datasets as tfds; tfds.builder('cifar10', data_dir='DIR').download_and_prepare()\"), "
-        f"or set data.download=True, or point data.tfds_data_dir at a prepared copy. ({error})") from None
+      f"CIFAR-10 is not prepared in data.tfds_data_dir={data_dir!r} ('': $TFDS_DATA_DIR or "
+      f'~/tensorflow_datasets). Prepare it once with `tfds build cifar10 --data_dir=DIR` (or python -c "import '
+      f"tensorflow_datasets as tfds; tfds.builder('cifar10', data_dir='DIR').download_and_prepare()\"), "
+      f"or set data.download=True, or point data.tfds_data_dir at a prepared copy. ({error})"
+    ) from None
   # Read in batches rather than with batch_size=-1, which aborts the process under tfds.testing.mock_data.
   batches = [np.asarray(images) for images, _ in tfds.as_numpy(split_ds.batch(_TFDS_READ_BATCH))]
   found = sorted({f"{b.dtype.name} {b.shape[1:]}" for b in batches})
   if found != [f"uint8 {CIFAR10_SHAPE}"]:
     raise ValueError(
-        f"CIFAR-10 {split!r} split in data.tfds_data_dir={data_dir!r} holds {' and '.join(found) or 'no'} "
-        f"images, expected uint8 {CIFAR10_SHAPE}: the prepared copy is not CIFAR-10 or is damaged; rebuild "
-        f"it with `tfds build cifar10 --data_dir=DIR` or point data.tfds_data_dir at a good copy.")
+      f"CIFAR-10 {split!r} split in data.tfds_data_dir={data_dir!r} holds {' and '.join(found) or 'no'} "
+      f"images, expected uint8 {CIFAR10_SHAPE}: the prepared copy is not CIFAR-10 or is damaged; rebuild "
+      f"it with `tfds build cifar10 --data_dir=DIR` or point data.tfds_data_dir at a good copy."
+    )
   return np.concatenate(batches)
 
 
 def downscale(image_HxWxC: np.ndarray, factor: int) -> np.ndarray:
   """Box-filter downscaling by an integer factor (edges that do not fill a box are dropped): uint8."""
   height, width, channels = image_HxWxC.shape
-  boxes = image_HxWxC[:height // factor * factor, :width // factor * factor].reshape(
-      height // factor, factor, width // factor, factor, channels)
+  boxes = image_HxWxC[: height // factor * factor, : width // factor * factor].reshape(
+    height // factor, factor, width // factor, factor, channels
+  )
   return np.round(boxes.mean(axis=(1, 3))).astype(np.uint8)
 
 
@@ -84,32 +90,35 @@ def patches(image_HxWxC: np.ndarray, size: int) -> np.ndarray:
   """Non-overlapping size x size patches in row-major order: [rows * cols, size, size, C]."""
   height, width, channels = image_HxWxC.shape
   rows, cols = height // size, width // size
-  grid = image_HxWxC[:rows * size, :cols * size].reshape(rows, size, cols, size, channels)
+  grid = image_HxWxC[: rows * size, : cols * size].reshape(rows, size, cols, size, channels)
   return grid.transpose(0, 2, 1, 3, 4).reshape(rows * cols, size, size, channels)
 
 
 def embedded_image_patches(image_size: int, downscale_factor: int) -> tuple[np.ndarray, np.ndarray]:
   """(train, test) patches uint8 [N, image_size, image_size, 3] of scikit-learn's sample photos."""
   from sklearn.datasets import load_sample_images  # pylint: disable=import-outside-toplevel
+
   photos = load_sample_images().images
   all_patches = np.concatenate([patches(downscale(photo, downscale_factor), image_size) for photo in photos])
   if len(all_patches) < EMBEDDED_TEST_EVERY:
-    raise ValueError(f"data.image_size={image_size} with data.downscale={downscale_factor} leaves only "
-                     f"{len(all_patches)} patches of the 427x640 sample photos; use smaller values")
+    raise ValueError(
+      f"data.image_size={image_size} with data.downscale={downscale_factor} leaves only "
+      f"{len(all_patches)} patches of the 427x640 sample photos; use smaller values"
+    )
   is_test = np.arange(len(all_patches)) % EMBEDDED_TEST_EVERY == 0
   return all_patches[~is_test], all_patches[is_test]
 
 
-def image_dataset(name: str, train: np.ndarray, test: np.ndarray, *, augment: bool,
-                  seed: int) -> dataset.Dataset:
+def image_dataset(name: str, train: np.ndarray, test: np.ndarray, *, augment: bool, seed: int) -> dataset.Dataset:
   """Builds the step-indexed dataset from uint8 images train [N, H, W, C] and test [M, H, W, C]."""
   if augment and train.shape[1] != train.shape[2]:
     raise ValueError(f"data.augment rotates by 90 degrees and needs square images, got {train.shape[1:3]}")
   return dataset.Dataset(
-      name=name,
-      event_shape=tuple(test.shape[1:]),
-      num_classes=NUM_CLASSES,
-      train_examples=train,
-      eval_examples=test,
-      seed=seed,
-      train_transform=random_dihedral if augment else None)
+    name=name,
+    event_shape=tuple(test.shape[1:]),
+    num_classes=NUM_CLASSES,
+    train_examples=train,
+    eval_examples=test,
+    seed=seed,
+    train_transform=random_dihedral if augment else None,
+  )

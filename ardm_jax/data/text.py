@@ -2,16 +2,18 @@
 
 text8 and embedded_text are a stream of ids over the 27-character alphabet (0 = space, 1..26 = a..z) and differ
 only in where the characters come from; embedded_bytes is the same documentation as raw UTF-8 bytes (K = 256:
-case, punctuation, digits and newlines kept), for a model that codes any file. Training examples are the train split cut into aligned 1000-character chunks (the
-trailing partial chunk is dropped), and each training row is a uniformly random `seq_len` crop of one chunk,
-as in the paper (random 250-crops of 1000-char chunks). Evaluation uses consecutive non-overlapping `seq_len`
-chunks of the eval split (a trailing partial chunk is dropped).
+case, punctuation, digits and newlines kept), for a model that codes any file. Training examples are the
+train split cut into aligned 1000-character chunks (the trailing partial chunk is dropped), and each training
+row is a uniformly random `seq_len` crop of one chunk, as in the paper (random 250-crops of 1000-char chunks).
+Evaluation uses consecutive non-overlapping `seq_len` chunks of the eval split (a trailing partial chunk is
+dropped).
 
 Splits by fractions of the stream (integer arithmetic, n = number of characters):
   text8: train [0, 0.90 n), valid [0.90 n, 0.95 n), test [0.95 n, n) -- for the real 100M characters exactly
     90M / 5M / 5M, so 90000 training chunks and 20000 test sequences of 250.
   embedded_text: train [0, 0.9 n), test [0.9 n, n).
 """
+
 import re
 import zipfile
 import zlib
@@ -30,8 +32,9 @@ TEXT8_MEMBER = "text8"
 _INVALID = 255
 _BYTE_TO_ID = np.full(256, _INVALID, np.uint8)
 _BYTE_TO_ID[np.frombuffer(ALPHABET.encode("ascii"), np.uint8)] = np.arange(NUM_CLASSES, dtype=np.uint8)
-_DIGITS_SPELLED = str.maketrans({str(digit): f" {word} " for digit, word in enumerate(
-    "zero one two three four five six seven eight nine".split())})
+_DIGITS_SPELLED = str.maketrans(
+  {str(digit): f" {word} " for digit, word in enumerate("zero one two three four five six seven eight nine".split())}
+)
 
 
 def bytes_to_ids(text_bytes: np.ndarray, source: str) -> np.ndarray:
@@ -41,8 +44,9 @@ def bytes_to_ids(text_bytes: np.ndarray, source: str) -> np.ndarray:
   if invalid.size:
     first = int(invalid[0])
     raise ValueError(
-        f"{source}: {invalid.size} characters outside [a-z ], the first is {chr(text_bytes[first])!r} "
-        f"(byte {text_bytes[first]}) at offset {first}; text8-style text holds only lowercase a-z and space")
+      f"{source}: {invalid.size} characters outside [a-z ], the first is {chr(text_bytes[first])!r} "
+      f"(byte {text_bytes[first]}) at offset {first}; text8-style text holds only lowercase a-z and space"
+    )
   return ids
 
 
@@ -78,24 +82,29 @@ def read_text8(path: str) -> np.ndarray:
   if not location.is_file():
     tried = "" if str(location) == path else f" (looked for {str(location)!r})"
     raise paths.InputNotFoundError(
-        f"text8 not found at data.path={path!r}{tried}; download it with `wget {TEXT8_URL}` (31 MB) and set "
-        f"data.path to the zip (do not unzip)")
+      f"text8 not found at data.path={path!r}{tried}; download it with `wget {TEXT8_URL}` (31 MB) and set "
+      f"data.path to the zip (do not unzip)"
+    )
   try:
     with location.open("rb") as f, zipfile.ZipFile(f) as archive:
       members = archive.namelist()
       if TEXT8_MEMBER not in members:
-        raise ValueError(f"{path}: zip has no member {TEXT8_MEMBER!r} (members: {members}); expected the "
-                         f"standard text8.zip from {TEXT8_URL}")
+        raise ValueError(
+          f"{path}: zip has no member {TEXT8_MEMBER!r} (members: {members}); expected the "
+          f"standard text8.zip from {TEXT8_URL}"
+        )
       raw = archive.read(TEXT8_MEMBER)
   except (zipfile.BadZipFile, zlib.error, EOFError) as error:
-    raise ValueError(f"{path}: not a readable zip archive, truncated or corrupt ({error}); download it again "
-                     f"from {TEXT8_URL}") from None
+    raise ValueError(
+      f"{path}: not a readable zip archive, truncated or corrupt ({error}); download it again from {TEXT8_URL}"
+    ) from None
   return bytes_to_ids(np.frombuffer(raw, np.uint8), f"{path} member {TEXT8_MEMBER!r}")
 
 
 def embedded_text_ids() -> np.ndarray:
   """Python's own documentation (`pydoc_data.topics`, ~465K characters) cleaned like text8: ids uint8 [n]."""
   from pydoc_data.topics import topics  # pylint: disable=import-outside-toplevel
+
   text = clean_text("\n".join(topics[key] for key in sorted(topics)))
   return encode(text)
 
@@ -103,6 +112,7 @@ def embedded_text_ids() -> np.ndarray:
 def embedded_bytes() -> np.ndarray:
   """Python's own documentation (`pydoc_data.topics`) as raw UTF-8 bytes, uncleaned: uint8 [n]."""
   from pydoc_data.topics import topics  # pylint: disable=import-outside-toplevel
+
   return np.frombuffer("\n".join(topics[key] for key in sorted(topics)).encode("utf-8"), np.uint8)
 
 
@@ -130,23 +140,28 @@ def random_crops(seq_len: int) -> dataset.RowTransform:
   return crop
 
 
-def text_dataset(name: str, splits: dict[str, np.ndarray], *, seq_len: int, eval_split: str, seed: int,
-                 num_classes: int = NUM_CLASSES) -> dataset.Dataset:
+def text_dataset(
+  name: str, splits: dict[str, np.ndarray], *, seq_len: int, eval_split: str, seed: int, num_classes: int = NUM_CLASSES
+) -> dataset.Dataset:
   """Builds the step-indexed dataset from character splits (ids uint8 [n_split] each, in 0..num_classes-1)."""
   if eval_split not in splits or eval_split == "train":
-    raise ValueError(f"data.eval_split={eval_split!r} is not a split of {name}; choose from "
-                     f"{sorted(set(splits) - {'train'})}")
+    raise ValueError(
+      f"data.eval_split={eval_split!r} is not a split of {name}; choose from {sorted(set(splits) - {'train'})}"
+    )
   train, held_out = splits["train"], splits[eval_split]
   num_chunks, num_eval = len(train) // TRAIN_CHUNK_LEN, len(held_out) // seq_len
   if num_chunks == 0 or num_eval == 0:
-    raise ValueError(f"{name} is too short: its train split has {len(train)} characters (needs at least "
-                     f"{TRAIN_CHUNK_LEN}) and its {eval_split} split {len(held_out)} (needs at least "
-                     f"seq_len={seq_len})")
+    raise ValueError(
+      f"{name} is too short: its train split has {len(train)} characters (needs at least "
+      f"{TRAIN_CHUNK_LEN}) and its {eval_split} split {len(held_out)} (needs at least "
+      f"seq_len={seq_len})"
+    )
   return dataset.Dataset(
-      name=name,
-      event_shape=(seq_len,),
-      num_classes=num_classes,
-      train_examples=train[:num_chunks * TRAIN_CHUNK_LEN].reshape(num_chunks, TRAIN_CHUNK_LEN),
-      eval_examples=held_out[:num_eval * seq_len].reshape(num_eval, seq_len),
-      seed=seed,
-      train_transform=random_crops(seq_len))
+    name=name,
+    event_shape=(seq_len,),
+    num_classes=num_classes,
+    train_examples=train[: num_chunks * TRAIN_CHUNK_LEN].reshape(num_chunks, TRAIN_CHUNK_LEN),
+    eval_examples=held_out[: num_eval * seq_len].reshape(num_eval, seq_len),
+    seed=seed,
+    train_transform=random_crops(seq_len),
+  )

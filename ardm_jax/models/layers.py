@@ -1,5 +1,6 @@
 """Pieces shared by the networks: sinusoidal embeddings, attention and rematerialisation choices, and an
 allocation-free parameter count."""
+
 import math
 
 from absl import logging
@@ -64,16 +65,16 @@ def _fused_attention(query, key, value, dtype=None):
 
 
 ATTENTION = {
-    "einsum": nn.dot_product_attention,  # Flax's default: two einsums around a float32 softmax.
-    "dot_product": _fused_attention,
+  "einsum": nn.dot_product_attention,  # Flax's default: two einsums around a float32 softmax.
+  "dot_product": _fused_attention,
 }
 
 # Rematerialisation policies of each residual block: which intermediates the backward pass keeps; the rest is
 # recomputed (jax.checkpoint_policies). 'full' keeps only the block inputs.
 REMAT_POLICIES = {
-    "full": None,
-    "dots": jax.checkpoint_policies.checkpoint_dots,
-    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+  "full": None,
+  "dots": jax.checkpoint_policies.checkpoint_dots,
+  "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
 }
 
 

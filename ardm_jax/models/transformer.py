@@ -7,6 +7,7 @@ Input per position: embedding of the token (vocabulary K + 1, the last id being 
 known bit repeats what the absorbing token already says, but the upscale model needs it and it costs 2 * width
 parameters, so both variants have it.
 """
+
 import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
@@ -19,6 +20,7 @@ _embed_init = nn.initializers.normal(stddev=1.0)
 
 class TransformerBlock(nn.Module):
   """Pre-LayerNorm block: x + attention(LN(x)), then x + MLP(LN(x)); every position attends to every other."""
+
   num_heads: int
   mlp_dim: int
   dropout: float
@@ -30,8 +32,12 @@ class TransformerBlock(nn.Module):
     width = x_BxDxW.shape[-1]
     h = nn.LayerNorm(dtype=self.dtype, name="attn_norm")(x_BxDxW)
     h = nn.MultiHeadDotProductAttention(
-        num_heads=self.num_heads, dtype=self.dtype, force_fp32_for_softmax=True,
-        attention_fn=layers.attention_fn(self.attention), name="attention")(h)
+      num_heads=self.num_heads,
+      dtype=self.dtype,
+      force_fp32_for_softmax=True,
+      attention_fn=layers.attention_fn(self.attention),
+      name="attention",
+    )(h)
     x_BxDxW = x_BxDxW + nn.Dropout(self.dropout)(h, deterministic=not train)
     h = nn.LayerNorm(dtype=self.dtype, name="mlp_norm")(x_BxDxW)
     h = nn.Dense(self.mlp_dim, dtype=self.dtype, name="mlp_in")(h)
@@ -52,6 +58,7 @@ class Transformer(nn.Module):
     attention: 'einsum' (Flax's default) or 'dot_product' (jax.nn.dot_product_attention: cuDNN where it applies).
     remat: 'none' or a rematerialisation policy of every block (layers.REMAT_POLICIES).
   """
+
   num_classes: int = 27
   num_classes_out: int = 27
   num_layers: int = 12
@@ -73,8 +80,9 @@ class Transformer(nn.Module):
     if self.width % self.num_heads:
       raise ValueError(f"model.width ({self.width}) must be a multiple of model.num_heads ({self.num_heads})")
     if known.shape != x_in.shape or t.shape != x_in.shape[:1]:
-      raise ValueError(f"Transformer expects x_in, known [B, *event] and t [B]; got {x_in.shape}, "
-                       f"{known.shape}, {t.shape}")
+      raise ValueError(
+        f"Transformer expects x_in, known [B, *event] and t [B]; got {x_in.shape}, {known.shape}, {t.shape}"
+      )
     dtype = jnp.dtype(self.dtype)
     batch, event_shape = x_in.shape[0], x_in.shape[1:]
     num_variables = int(np.prod(event_shape))
@@ -82,12 +90,12 @@ class Transformer(nn.Module):
 
     h = nn.Embed(self.num_classes + 1, self.width, embedding_init=_embed_init, name="token_embed")(tokens_BxD)
     h = h + nn.Embed(2, self.width, embedding_init=_embed_init, name="known_embed")(
-        known.reshape(batch, num_variables).astype(jnp.int32))
+      known.reshape(batch, num_variables).astype(jnp.int32)
+    )
     h = h + layers.sinusoidal_embedding(jnp.arange(num_variables), self.width)[None]
     if self.num_stages > 1:
       stage_B = t // num_variables
-      h = h + nn.Embed(self.num_stages, self.width, embedding_init=_embed_init, name="stage_embed")(
-          stage_B)[:, None, :]
+      h = h + nn.Embed(self.num_stages, self.width, embedding_init=_embed_init, name="stage_embed")(stage_B)[:, None, :]
     h = nn.Dropout(self.dropout)(h.astype(dtype), deterministic=not train)
 
     block = layers.remat_block(TransformerBlock, self.remat, static_argnums=(2,))  # (self, x, train)

@@ -7,6 +7,7 @@ Layout (ch channels everywhere, N = num_res_blocks):
      skip, as in VDM and the reference code) -> GroupNorm, swish, 3x3 conv to channels * C logits.
 With `attn_everywhere` an attention block follows every down and up ResBlock (the reference code's setting).
 """
+
 import functools
 import math
 
@@ -30,6 +31,7 @@ def _group_norm(channels: int, dtype, name=None) -> nn.GroupNorm:
 
 class ResBlock(nn.Module):
   """Pre-activation residual block with the step embedding added between its two 3x3 convs."""
+
   out_ch: int
   dropout: float
   dtype: jnp.dtype
@@ -51,6 +53,7 @@ class ResBlock(nn.Module):
 
 class AttnBlock(nn.Module):
   """Residual full self-attention over all H*W positions."""
+
   num_heads: int
   dtype: jnp.dtype
   attention: str = "einsum"
@@ -60,8 +63,13 @@ class AttnBlock(nn.Module):
     batch, height, width, channels = x_BxHxWxC.shape
     h = _group_norm(channels, self.dtype)(x_BxHxWxC).reshape(batch, height * width, channels)
     h = nn.MultiHeadDotProductAttention(
-        num_heads=self.num_heads, dtype=self.dtype, out_kernel_init=nn.initializers.zeros,
-        force_fp32_for_softmax=True, attention_fn=layers.attention_fn(self.attention), name="attention")(h)
+      num_heads=self.num_heads,
+      dtype=self.dtype,
+      out_kernel_init=nn.initializers.zeros,
+      force_fp32_for_softmax=True,
+      attention_fn=layers.attention_fn(self.attention),
+      name="attention",
+    )(h)
     return x_BxHxWxC + h.reshape(x_BxHxWxC.shape)
 
 
@@ -81,6 +89,7 @@ class UNet(nn.Module):
     attention: 'einsum' (Flax's default) or 'dot_product' (jax.nn.dot_product_attention: cuDNN where it applies).
     remat: 'none' or a rematerialisation policy of every ResBlock and attention block (layers.REMAT_POLICIES).
   """
+
   num_classes: int = 256
   num_classes_out: int = 256
   ch: int = 256
@@ -102,8 +111,7 @@ class UNet(nn.Module):
     if self.ch % 4:
       raise ValueError(f"model.ch must be a multiple of 4, got {self.ch}")
     if x_in.ndim != 4 or known.shape != x_in.shape or t.shape != x_in.shape[:1]:
-      raise ValueError(f"UNet expects x_in, known [B, H, W, Ch] and t [B]; got {x_in.shape}, "
-                       f"{known.shape}, {t.shape}")
+      raise ValueError(f"UNet expects x_in, known [B, H, W, Ch] and t [B]; got {x_in.shape}, {known.shape}, {t.shape}")
     dtype = jnp.dtype(self.dtype)
     batch, height, width, channels = x_in.shape
     num_variables = height * width * channels
@@ -143,12 +151,14 @@ class UNet(nn.Module):
 
     for i in range(self.num_res_blocks + 1):
       h = res_block(self.ch, self.dropout, dtype, name=f"up_block_{i}")(
-          jnp.concatenate([h, skips.pop()], axis=-1), temb, train)
+        jnp.concatenate([h, skips.pop()], axis=-1), temb, train
+      )
       if self.attn_everywhere:
         h = attn_block(self.num_heads, dtype, name=f"up_attn_{i}")(h)
 
     h = nn.swish(_group_norm(self.ch, dtype, name="norm_out")(h))
     # Zero-initialised: training starts from uniform predictions (VDM).
-    logits = nn.Conv(channels * self.num_classes_out, (3, 3), kernel_init=nn.initializers.zeros,
-                     dtype=dtype, name="conv_out")(h)
+    logits = nn.Conv(
+      channels * self.num_classes_out, (3, 3), kernel_init=nn.initializers.zeros, dtype=dtype, name="conv_out"
+    )(h)
     return logits.astype(jnp.float32).reshape(batch, height, width, channels, self.num_classes_out)
