@@ -1,4 +1,4 @@
-"""File-in, file-out lossless compression with a trained ARDM (PAPER.md section 4).
+"""File-in, file-out lossless compression with a trained ARDM (arXiv 2110.02037: lossless compression).
 
 A codec bundle (a directory, local or gs://) is all that decoding needs and outlives the training checkpoints:
   config.json     the training config (it rebuilds the network);

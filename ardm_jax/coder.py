@@ -1,4 +1,4 @@
-"""Lossless compression with an ARDM and rANS (PAPER.md section 4), batched over many rows.
+"""Lossless compression with an ARDM and rANS (arXiv 2110.02037: lossless compression), batched over many rows.
 
 Rows x [N, *event] are coded along one fixed order per stage and a plan (plan_walk.py). Rows belong to
 streams (e.g. every row of one file): each stream is one message, so the fixed overhead is paid once per
@@ -36,7 +36,7 @@ import numpy as np
 from ardm_jax import objective
 from ardm_jax import plan_walk
 
-EPS = 2e-5  # PAPER.md section 4: smoothing mass per class.
+EPS = 2e-5  # arXiv 2110.02037: lossless compression: smoothing mass per class.
 PRECISION = 24  # Bits of the fixed-point probabilities of constriction's default ANS coder (32-bit words).
 HEADER_WORDS = 1
 

@@ -1,4 +1,4 @@
-"""The OA-ARDM objective (PAPER.md section 1): a one-step, unbiased estimate of the ELBO.
+"""The OA-ARDM objective (arXiv 2110.02037: the order-agnostic objective): a one-step, unbiased estimate of the ELBO.
 
 For an order sigma and a 0-based step t, the network sees the variables with sigma < t and predicts all the
 others at once; log_px sums their log-likelihoods and D / (D - t) * log_px is an unbiased estimate (over t)

@@ -2,7 +2,7 @@
 
 An order is stored as ranks: `sigma[b, i]` is the step at which variable i of example b is generated, so
 `sigma[b]` (flattened) is a permutation of 0..D-1. At step t the variables with `sigma < t` are known and
-the ones with `sigma >= t` are still to be generated (PAPER.md section 1, 0-based t).
+the ones with `sigma >= t` are still to be generated (arXiv 2110.02037: the order-agnostic objective, 0-based t).
 """
 
 import math

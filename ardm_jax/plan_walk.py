@@ -1,4 +1,5 @@
-"""One walk over a plan, shared by sampling, the fixed-order likelihood and the coder (PAPER.md sections 3-4).
+"""One walk over a plan, shared by sampling, the fixed-order likelihood and the coder
+(arXiv 2110.02037: parallel generation, lossless compression).
 
 An ARDM generates its variables in S stages; stage s refines every variable's stage-s value to its
 stage-(s+1) value, one planned call at a time. A plan gives per stage the starts [n] of its calls: call i of

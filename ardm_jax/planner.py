@@ -1,4 +1,5 @@
-"""Budget planner: the cheapest way to generate D steps with `budget` network calls (PAPER.md section 3).
+"""Budget planner: the cheapest way to generate D steps with `budget` network calls
+(arXiv 2110.02037: parallel generation).
 
 Call i of a plan generates the steps starts[i] .. starts[i+1]-1 (the last call up to D-1) at once, all
 conditioned on the first starts[i] steps, and so costs about (starts[i+1] - starts[i]) * L[starts[i]] bits.

@@ -1,4 +1,4 @@
-"""Sampling from an ARDM under a plan of network calls (PAPER.md section 3).
+"""Sampling from an ARDM under a plan of network calls (arXiv 2110.02037: parallel generation).
 
 A plan is its starts [n] (or [S, n], one per stage): 0 = starts[0] < ... < starts[n-1] < D. Call i of a stage
 sees the variables with sigma < starts[i] and draws every variable with starts[i] <= sigma < starts[i+1] at

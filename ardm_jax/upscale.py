@@ -1,4 +1,4 @@
-"""Depth-upscaling ARDMs (PAPER.md section 2): S coarse-to-fine stages, each an OA-ARDM over all D variables.
+"""Depth-upscaling ARDMs (arXiv 2110.02037): S coarse-to-fine stages, each an OA-ARDM over all D variables.
 
 A `Transitions` says what every class looks like at every stage. The stage-s value of class k is the smallest
 class of its stage-s group, so all values stay in 0..K-1 (the network input vocabulary is the data's):

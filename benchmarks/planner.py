@@ -1,9 +1,9 @@
 """Planner speed: ardm_jax.planner against the paper's O(D^3) layered DP, measured in the same run.
 
-The reference is a jitted lax.fori_loop over layers, each a vectorised (D+1) x D min (PAPER.md section 3);
-both run in float64 (scoped jax.enable_x64) so their optimal costs can be compared exactly. Times are
-medians over a few runs after compilation; compile time is reported apart (once per D for both: the budget
-is a traced value). The reference for all budgets at D = 3072 (~1-2 minutes) is measured once.
+The reference is a jitted lax.fori_loop over layers, each a vectorised (D+1) x D min (arXiv 2110.02037:
+parallel generation); both run in float64 (scoped jax.enable_x64) so their optimal costs can be compared
+exactly. Times are medians over a few runs after compilation; compile time is reported apart (once per D for
+both: the budget is a traced value). The reference for all budgets at D = 3072 (~1-2 minutes) is measured once.
 
 Usage: python benchmarks/planner.py [--quick]
 """
