@@ -129,18 +129,20 @@ def _children_log_probs(logits, coarse, stage, *, process):
   return plan_walk.children_log_probs(process, logits, coarse, stage)
 
 
-def _walk(logits_fn, process, event_shape, sigma, starts, ends, fill, fixed, batch_size, eps, code_step):
+def _walk(logits_fn, process, rows_in, batch_size, eps, code_step):
   """Runs the planned calls over all rows; code_step gives the coded children of every call.
 
   Args:
-    fill: int32 [N, D] values of the fixed positions (the classes; anything elsewhere).
-    fixed: bool [N, D] positions not coded.
+    rows_in: the _Rows of the call: event_shape, sigma, starts, ends, fill (int32 [N, D] values of the fixed
+      positions, the classes; anything elsewhere) and fixed (bool [N, D] positions not coded).
     code_step(stage, step [m] positions of the call, freqs [M, C], coded [N, m]) -> int64 [M]: the children
       of the coded variables of the call (row-major over (row, position) where coded), whose frequencies are
       freqs.
   Returns:
     int32 [N, D]: the classes.
   """
+  event_shape, sigma, starts, ends = rows_in.event_shape, rows_in.sigma, rows_in.starts, rows_in.ends
+  fill, fixed = rows_in.fill, rows_in.fixed
   num_rows, num_variables = fixed.shape
   num_groups = -(-num_rows // batch_size)
   padded = num_groups * batch_size
@@ -279,19 +281,7 @@ def encode(
       steps[k].append((children[mask], freqs[order_of_coded[mask]]))
     return children[coded]
 
-  _walk(
-    logits_fn,
-    process,
-    rows.event_shape,
-    rows.sigma,
-    rows.starts,
-    rows.ends,
-    rows.fill,
-    rows.fixed,
-    batch_size,
-    eps,
-    code_step,
-  )
+  _walk(logits_fn, process, rows, batch_size, eps, code_step)
   return [_with_header(_push(stream_steps), settings) for stream_steps, settings in zip(steps, rows.settings)]
 
 
@@ -337,19 +327,7 @@ def decode(
         children[mask] = coders[k].decode(family, (freqs[order_of_coded[mask]] - 1).astype(np.float64))
     return children[coded]
 
-  x = _walk(
-    logits_fn,
-    process,
-    rows.event_shape,
-    rows.sigma,
-    rows.starts,
-    rows.ends,
-    rows.fill,
-    rows.fixed,
-    batch_size,
-    eps,
-    code_step,
-  )
+  x = _walk(logits_fn, process, rows, batch_size, eps, code_step)
   if not all(ans.is_empty() for ans in coders):
     raise ValueError("a message does not end where its decoded data ends (corrupted message).")
   return x.reshape(shape)
