@@ -125,7 +125,7 @@ class Bundle:
 
   @functools.cached_property
   def process(self) -> plan_walk.Process:
-    return make_process(self.config, self.num_classes)
+    return experiment.build_process(self.config, self.num_classes)
 
   @functools.cached_property
   def logits_fn(self):
@@ -133,13 +133,6 @@ class Bundle:
     transitions = self.process.transitions if self.config.objective.kind == "upscale" else None
     model = experiment.build_model(self.config, self.num_classes, transitions)
     return functools.partial(jax.jit(model.apply), {"params": self.params})
-
-
-def make_process(config: ml_collections.ConfigDict, num_classes: int) -> plan_walk.Process:
-  transitions = experiment.build_transitions(config, num_classes)
-  if transitions is None:
-    return plan_walk.oa_process(num_classes, config.objective.absorbing_value)
-  return plan_walk.upscale_process(transitions, config.objective.parametrisation)
 
 
 def _bundle_fingerprint(config_json: bytes, params_bytes: bytes, meta: dict) -> str:

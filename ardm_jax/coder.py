@@ -33,7 +33,6 @@ import constriction
 import jax
 import numpy as np
 
-from ardm_jax import objective
 from ardm_jax import plan_walk
 
 EPS = 2e-5  # arXiv 2110.02037: lossless compression: smoothing mass per class.
@@ -239,7 +238,7 @@ class _Rows:
 
 
 def encode(
-  logits_fn: objective.LogitsFn,
+  logits_fn: plan_walk.LogitsFn,
   x,
   sigma,
   starts,
@@ -286,7 +285,7 @@ def encode(
 
 
 def decode(
-  logits_fn: objective.LogitsFn,
+  logits_fn: plan_walk.LogitsFn,
   messages,
   sigma,
   starts,

@@ -78,7 +78,7 @@ def export(
       "starts": np.stack([p.starts for p in stage_plans]).tolist(),
       "planned_bpd": float(sum(p.cost for p in stage_plans)),
     }
-  process = codec.make_process(config, exp.dataset.num_classes)
+  process = exp.process
   logits_fn = exp.logits_fn(state.ema_params)
   rows = jnp.asarray(exp.dataset.train_batch(0, order_rows))
   scoring_starts = jnp.asarray(plans[str(budgets[-1])]["starts"])
@@ -118,12 +118,8 @@ def _plan_report(bundle: codec.Bundle) -> str:
   total = len(meta["order"]) * len(meta["order"][0])
   lines = [f"{'budget':>8} {'planned bpd':>12}"]
   lines += [f"{b:>8} {meta['plans'][str(b)]['planned_bpd']:>12.4f}" for b in bundle.budgets]
-  if meta["unseen_steps"]:
-    lines.append(
-      f"planned with the steps training has seen: {meta['unseen_steps']} of {total} steps were never "
-      f"seen and take the interpolated loss of the seen steps around them (not 0)."
-    )
-  return "\n".join(lines)
+  note = step_tracker.unseen_note(meta["unseen_steps"], total)
+  return "\n".join(lines + ([note] if note else []))
 
 
 def _outputs(inputs, out: str, names) -> list[epath.Path]:

@@ -18,6 +18,7 @@ import optax
 from ardm_jax import config_schema
 from ardm_jax import data as data_lib
 from ardm_jax import objective
+from ardm_jax import plan_walk
 from ardm_jax import upscale
 from ardm_jax.models import transformer
 from ardm_jax.models import unet
@@ -54,6 +55,7 @@ class Experiment:
   model: Any  # A flax module mapping (x_in, known, t) to logits.
   optimizer: optax.GradientTransformation
   transitions: Any  # upscale.Transitions, or None for OA-ARDM.
+  process: plan_walk.Process  # The staged process (one stage for OA-ARDM) that training, sampling and coding walk.
 
   @property
   def num_variables(self) -> int:
@@ -84,14 +86,8 @@ class Experiment:
 
   def loss_at(self, params, x: jax.Array, sigma: jax.Array, t: jax.Array, dropout_rng=None):
     """(scalar loss in bits/dim, objective.Terms) at given orders and global steps; training iff dropout_rng."""
-    obj = self.config.objective
-    logits_fn = self.logits_fn(params, dropout_rng)
-    if self.transitions is None:
-      return objective.oa_ardm_loss_at(
-        logits_fn, x, sigma, t, absorbing_value=obj.absorbing_value, ce_weight=obj.ce_weight
-      )
-    return upscale.upscale_loss_at(
-      logits_fn, x, sigma, t, self.transitions, parametrisation=obj.parametrisation, ce_weight=obj.ce_weight
+    return objective.ardm_loss_at(
+      self.process, self.logits_fn(params, dropout_rng), x, sigma, t, ce_weight=self.config.objective.ce_weight
     )
 
   def loss(self, params, x: jax.Array, rng: jax.Array, train: bool = False):
@@ -124,6 +120,14 @@ def build_transitions(config: ml_collections.ConfigDict, num_classes: int):
   return upscale.digit_transitions(num_classes, obj.branching)
 
 
+def build_process(config: ml_collections.ConfigDict, num_classes: int) -> plan_walk.Process:
+  """The staged process of the config's objective: one stage for OA-ARDM, S for upscale."""
+  transitions = build_transitions(config, num_classes)
+  if transitions is None:
+    return plan_walk.oa_process(num_classes, config.objective.absorbing_value)
+  return plan_walk.upscale_process(transitions, config.objective.parametrisation)
+
+
 def build_model(config: ml_collections.ConfigDict, num_classes: int, transitions) -> Any:
   fields = {k: v for k, v in config.model.items() if k != "name"}
   if transitions is None:
@@ -152,6 +156,7 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
     model=build_model(config, dataset.num_classes, transitions),
     optimizer=make_optimizer(config.optimizer),
     transitions=transitions,
+    process=build_process(config, dataset.num_classes),
   )
 
 
@@ -175,4 +180,5 @@ def shape_only_experiment(config: ml_collections.ConfigDict, event_shape, num_cl
     model=build_model(config, num_classes, transitions),
     optimizer=make_optimizer(config.optimizer),
     transitions=transitions,
+    process=build_process(config, dataset.num_classes),
   )

@@ -14,13 +14,13 @@ import numpy as np
 
 from ardm_jax import coder
 from ardm_jax import data as data_lib
+from ardm_jax import evaluation
 from ardm_jax import experiment
 from ardm_jax import likelihood
 from ardm_jax import metrics_io
 from ardm_jax import orders
 from ardm_jax import outputs
 from ardm_jax import paths
-from ardm_jax import plan_walk
 from ardm_jax import planner
 from ardm_jax import sampler
 from ardm_jax import step_tracker
@@ -33,7 +33,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
   """Test bits/dim of the EMA parameters: mean and standard error over num_passes (t, order) draws each."""
   exp, trainer, state = restore(config, workdir)
   config = exp.config
-  result = trainer.evaluate(state.ema_params, jax.random.key_data(jax.random.key(config.seed + 1)))
+  result = evaluation.evaluate(exp, trainer, state.ema_params, jax.random.key_data(jax.random.key(config.seed + 1)))
   logging.info(
     "step %d: test bpd %.4f +- %.4f (%d estimates: %d passes, one (t, order) per example each)",
     int(state.step),
@@ -48,26 +48,22 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
   return result
 
 
-def stage_step_losses(exp: experiment.Experiment, state) -> np.ndarray:
-  """float64 [S, D]: the tracked L_t of every stage, each sorted in descending order for the planner.
+def stage_step_losses(exp: experiment.Experiment, state) -> tuple[np.ndarray, str]:
+  """(float64 [S, D], note): the tracked L_t of every stage, each sorted in descending order for the planner.
 
-  Steps training never saw take the interpolated loss of the seen steps around them (never 0); a warning says
-  how many there were.
+  Steps training never saw take the interpolated loss of the seen steps around them (never 0); the note says
+  how many there were ('' if none) and is logged as a warning.
   """
   per_stage, unseen = step_tracker.seen_stage_losses(state.tracker, exp.num_stages)
-  if unseen:
-    logging.warning(
-      "Planning with the steps training has seen: %d of %d steps were never seen and take the "
-      "interpolated loss of the seen steps around them.",
-      unseen,
-      exp.total_steps,
-    )
-  return np.stack([planner.sort_step_losses(np.asarray(losses, np.float64)) for losses in per_stage])
+  note = step_tracker.unseen_note(unseen, exp.total_steps)
+  if note:
+    logging.warning("%s", note)
+  return np.stack([planner.sort_step_losses(np.asarray(losses, np.float64)) for losses in per_stage]), note
 
 
 def stage_plans(exp: experiment.Experiment, state, budget: int) -> tuple[np.ndarray, float]:
   """(starts [S, budget], planned bits/dim): the cheapest plan of `budget` calls for every stage."""
-  plans = [planner.plan(losses, budget) for losses in stage_step_losses(exp, state)]
+  plans = [planner.plan(losses, budget) for losses in stage_step_losses(exp, state)[0]]
   return np.stack([p.starts for p in plans]), float(sum(p.cost for p in plans))
 
 
@@ -80,7 +76,7 @@ def sample(config: ml_collections.ConfigDict, workdir: str) -> np.ndarray:
   shape = (config.sample.num_samples,) + tuple(exp.dataset.event_shape)
   rng = jax.random.key_data(jax.random.key(config.sample.seed))
   logits_fn = exp.logits_fn(state.ema_params)
-  samples = np.asarray(jax.jit(lambda r: sampler.sample(logits_fn, r, starts, shape, _process(exp)))(rng))
+  samples = np.asarray(jax.jit(lambda r: sampler.sample(logits_fn, r, starts, shape, exp.process))(rng))
   writer = metrics_io.create_writer(workdir)
   step = int(state.step)
   stem = str(paths.resolve(workdir) / f"samples_step{step}_budget{budget}")
@@ -103,13 +99,14 @@ def sample(config: ml_collections.ConfigDict, workdir: str) -> np.ndarray:
 def plan_report(config: ml_collections.ConfigDict, workdir: str) -> dict[int, float]:
   """Budget (calls per stage) -> planned bits/dim from the tracked step losses; prints a table, saves a plot."""
   exp, _, state = restore(config, workdir)
-  costs = sum(planner.plan_all(losses) for losses in stage_step_losses(exp, state))  # [D], per budget
+  losses, note = stage_step_losses(exp, state)
+  costs = sum(planner.plan_all(stage_losses) for stage_losses in losses)  # [D], per budget
   num_variables = exp.num_variables
   budgets = sorted({b for b in REPORT_BUDGETS if b < num_variables} | {num_variables})
   table = {b: float(costs[b - 1]) for b in budgets}
   lines = [f"{'budget':>8} {'calls':>8} {'planned bpd':>12}"]
   lines += [f"{b:>8} {b * exp.num_stages:>8} {table[b]:>12.4f}" for b in budgets]
-  text = "\n".join(lines)
+  text = "\n".join(lines + ([note] if note else []))
   root = paths.resolve(workdir)
   outputs.write_text(str(root / "plan.txt"), text + "\n")
   outputs.write_plan_plot(str(root / "plan.png"), costs, exp.num_stages)
@@ -117,13 +114,6 @@ def plan_report(config: ml_collections.ConfigDict, workdir: str) -> dict[int, fl
     print(text)
     print(f"plan table and plot: {root / 'plan.txt'}, {root / 'plan.png'}")
   return table
-
-
-def _process(exp: experiment.Experiment) -> plan_walk.Process:
-  obj = exp.config.objective
-  if exp.transitions is None:
-    return plan_walk.oa_process(exp.dataset.num_classes, obj.absorbing_value)
-  return plan_walk.upscale_process(exp.transitions, obj.parametrisation)
 
 
 def compress(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
@@ -137,18 +127,12 @@ def compress(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
   exp, _, state = restore(config, workdir)
   config = exp.config
   cfg = config.compress
-  # Planned with the steps training has seen: an unseen step takes the interpolated loss around it, never 0.
-  losses, unseen = step_tracker.seen_stage_losses(state.tracker, exp.num_stages)
-  starts = np.stack(
-    [planner.plan(planner.sort_step_losses(stage_losses), cfg.budget).starts for stage_losses in losses]
-  )
-  if unseen:
-    print(f"planned with the seen steps: {unseen} of {exp.total_steps} tracker steps were never seen")
+  starts, _ = stage_plans(exp, state, cfg.budget)  # With the steps training has seen (never an unseen one as 0).
   event_shape = tuple(exp.dataset.event_shape)
   sigma = np.asarray(orders.sample_orders(jax.random.key(cfg.order_seed), (exp.num_stages,) + event_shape))
   # Parameters are a jit argument (not baked-in constants); encoder and decoder make identical batched calls.
   logits_fn = functools.partial(jax.jit(exp.model.apply), {"params": state.ema_params})
-  process = _process(exp)
+  process = exp.process
   xs = np.concatenate([batch[weight > 0] for batch, weight in exp.dataset.eval_batches(config.eval.batch_size)])[
     : cfg.num_examples
   ]

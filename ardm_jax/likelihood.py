@@ -9,12 +9,11 @@ model that the parallel sampler (sampler.py) samples from, and the cost a lossle
 import jax
 import jax.numpy as jnp
 
-from ardm_jax import objective
 from ardm_jax import orders
 from ardm_jax import plan_walk
 
 
-def log_likelihood(logits_fn: objective.LogitsFn, x: jax.Array, sigma: jax.Array, starts, process: plan_walk.Process):
+def log_likelihood(logits_fn: plan_walk.LogitsFn, x: jax.Array, sigma: jax.Array, starts, process: plan_walk.Process):
   """log p(x) under a plan per stage, in nats (the sum over stages and calls).
 
   Args:
@@ -41,7 +40,7 @@ def log_likelihood(logits_fn: objective.LogitsFn, x: jax.Array, sigma: jax.Array
     )
     log_p = jnp.take_along_axis(log_probs, plan_walk.child_number(process, x, s)[..., None], axis=-1)[..., 0]
     scored = orders.step_mask(sigma[s], starts[s, i], ends[s, i])
-    return per_call.at[:, s, i].set(objective.sum_over_event(jnp.where(scored, log_p, 0.0)))
+    return per_call.at[:, s, i].set(plan_walk.sum_over_event(jnp.where(scored, log_p, 0.0)))
 
   per_call = jax.lax.fori_loop(
     0, num_stages * num_calls, call, jnp.zeros((batch_size, num_stages, num_calls), jnp.float32)

@@ -1,19 +1,20 @@
-"""The OA-ARDM objective (arXiv 2110.02037: the order-agnostic objective): a one-step, unbiased estimate of the ELBO.
+"""The ARDM training objective (arXiv 2110.02037, sections 3 and 4.1): a one-step, unbiased estimate of the ELBO.
 
-For an order sigma and a 0-based step t, the network sees the variables with sigma < t and predicts all the
-others at once; log_px sums their log-likelihoods and D / (D - t) * log_px is an unbiased estimate (over t)
-of the ELBO of log p(x). Losses are reported in bits per dimension.
+For an order sigma and a 0-based step t of stage s, the network sees the variables with sigma < t at their
+stage-(s+1) value and the others at their stage-s value, and predicts the stage-(s+1) value of all the others
+at once; log_px sums their log-likelihoods and D / (D - t) * log_px is an unbiased estimate (over t) of that
+stage's ELBO. The OA-ARDM is the one-stage case (stage 0 shows the absorbing value). Losses are reported in
+bits per dimension.
 """
 
 import math
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from ardm_jax import orders
-
-LogitsFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+from ardm_jax import plan_walk
 
 
 class Terms(NamedTuple):
@@ -26,35 +27,6 @@ class Terms(NamedTuple):
 
   scalars: dict[str, jax.Array]
   per_example: dict[str, jax.Array]
-
-
-def log_prob_of(logits: jax.Array, x: jax.Array) -> jax.Array:
-  """log softmax(logits)[x]: logits [..., C], x int [...] -> [...]."""
-  log_probs = jax.nn.log_softmax(logits, axis=-1)
-  return jnp.take_along_axis(log_probs, x[..., None], axis=-1)[..., 0]
-
-
-def sum_over_event(values: jax.Array) -> jax.Array:
-  """[B, *event] -> [B]."""
-  return jnp.sum(values, axis=tuple(range(1, values.ndim)))
-
-
-def oa_log_px(logits_fn: LogitsFn, x: jax.Array, sigma: jax.Array, t: jax.Array, absorbing_value: int) -> jax.Array:
-  """Sum of log p(x_i | known) over the variables still to generate at step t, in nats.
-
-  Args:
-    logits_fn: network, (x_in, known, t) -> logits [B, *event, K].
-    x: int32 [B, *event] data.
-    sigma: int32 [B, *event] orders (ranks).
-    t: int32 [B] 0-based steps.
-    absorbing_value: input value of unknown variables.
-  Returns:
-    log_px: float32 [B].
-  """
-  known = orders.known_mask(sigma, t)
-  logits = logits_fn(orders.corrupt(x, known, absorbing_value), known, t)
-  # where, not multiply: the log-probs of known variables may be -inf and must not leak NaN gradients.
-  return sum_over_event(jnp.where(known, 0.0, log_prob_of(logits, x)))
 
 
 def loss_terms(
@@ -84,40 +56,54 @@ def loss_terms(
   return loss, Terms(scalars, per_example)
 
 
-def oa_ardm_loss_at(
-  logits_fn: LogitsFn, x: jax.Array, sigma: jax.Array, t: jax.Array, *, absorbing_value: int, ce_weight: float = 0.0
+def ardm_loss_at(
+  process: plan_walk.Process,
+  logits_fn: plan_walk.LogitsFn,
+  x: jax.Array,
+  sigma: jax.Array,
+  t_global: jax.Array,
+  *,
+  ce_weight: float = 0.0,
+  per_stage: bool = False,
 ):
-  """OA-ARDM loss for given orders sigma [B, *event] and steps t [B] (e.g. enumerated for exact evaluation).
+  """The loss at given orders sigma [B, *event] and global steps t_global [B] = stage * D + t.
 
-  Returns (loss, Terms) as `loss_terms`.
+  One function for every ARDM: the OA-ARDM is the one-stage process (plan_walk.oa_process), an upscale ARDM
+  (arXiv 2110.02037, section 4.1) the S-stage one. per_stage=False: the stage is one uniform draw out of S, so
+  its ELBO is multiplied by S (an unbiased estimate of the total; S = 1 for OA). per_stage=True: the terms are
+  that stage's own ELBO (sum over stages for the total). Returns (loss, Terms) as `loss_terms`.
   """
-  log_px = oa_log_px(logits_fn, x, sigma, t, absorbing_value)
-  return loss_terms(log_px, t, t, sigma[0].size, ce_weight=ce_weight)
+  num_variables = sigma[0].size
+  stage, t = t_global // num_variables, t_global % num_variables
+  log_px = plan_walk.step_log_px(process, logits_fn, x, sigma, t, stage)
+  scale = 1.0 if per_stage else float(process.num_stages)
+  return loss_terms(log_px, t, t_global, num_variables, ce_weight=ce_weight, elbo_scale=scale)
 
 
-def oa_ardm_loss(
-  logits_fn: LogitsFn,
+def ardm_loss(
+  process: plan_walk.Process,
+  logits_fn: plan_walk.LogitsFn,
   x: jax.Array,
   rng: jax.Array,
   *,
-  absorbing_value: int,
   ce_weight: float = 0.0,
   antithetic: bool = False,
 ):
-  """OA-ARDM training loss in bits/dim with a random order and step per example.
+  """The training loss in bits/dim with a random order and (stage, step) per example.
 
   Args:
-    logits_fn: network, (x_in, known, t) -> logits [B, *event, K].
+    process: plan_walk.oa_process or plan_walk.upscale_process.
+    logits_fn: network, (x_in, known, stage * D + t) -> logits [B, *event, outputs].
     x: int32 [B, *event] data.
     rng: PRNG key.
-    absorbing_value: input value of unknown variables (128 for images, K for text).
     ce_weight: auxiliary cross-entropy weight (0.001 images, 0.0001 text).
-    antithetic: stratify the steps t across the batch (orders.sample_steps).
+    antithetic: stratify the global steps across the batch (orders.sample_steps).
   Returns:
     (loss, Terms) as `loss_terms`.
   """
-  sigma, t = sample_orders_and_steps(rng, x.shape, math.prod(x.shape[1:]), antithetic)
-  return oa_ardm_loss_at(logits_fn, x, sigma, t, absorbing_value=absorbing_value, ce_weight=ce_weight)
+  num_steps = process.num_stages * math.prod(x.shape[1:])
+  sigma, t_global = sample_orders_and_steps(rng, x.shape, num_steps, antithetic)
+  return ardm_loss_at(process, logits_fn, x, sigma, t_global, ce_weight=ce_weight)
 
 
 def sample_orders_and_steps(rng: jax.Array, x_shape, num_steps: int, antithetic: bool):

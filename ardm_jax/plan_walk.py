@@ -17,14 +17,17 @@ current values, one network call, and the log-probabilities over the children of
 
 import dataclasses
 import functools
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ardm_jax import objective
 from ardm_jax import orders
 from ardm_jax import upscale
+
+# The network as the ARDM math takes it: (x_in [B, *event], known [B, *event], global step [B]) -> logits.
+LogitsFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -125,7 +128,7 @@ def refine(process: Process, coarse, child, stage):
   return jnp.asarray(process.transitions.child_state)[orders.per_example(stage, coarse.ndim), coarse, child]
 
 
-def call_log_probs(process: Process, logits_fn: objective.LogitsFn, values, coarse, known, stage, start):
+def call_log_probs(process: Process, logits_fn: LogitsFn, values, coarse, known, stage, start):
   """One planned call: log-probabilities [B, *event, C] over every variable's children.
 
   Args:
@@ -137,10 +140,33 @@ def call_log_probs(process: Process, logits_fn: objective.LogitsFn, values, coar
     stage: s, an int or traced scalar.
     start: the call's first step t (scalar).
   """
-  batch_size, num_variables = coarse.shape[0], coarse[0].size
-  logits = logits_fn(
-    network_input(process, values, coarse, known, stage),
-    known,
-    jnp.full((batch_size,), stage * num_variables + start, jnp.int32),
-  )
+  logits = call_network(process, logits_fn, values, coarse, known, stage, start)
   return children_log_probs(process, logits, coarse, stage)
+
+
+def call_network(process: Process, logits_fn: LogitsFn, values, coarse, known, stage, start):
+  """The network's outputs [B, *event, outputs] at step `start` of stage s (scalars, or [B] per example)."""
+  batch_size, num_variables = coarse.shape[0], coarse[0].size
+  global_step = jnp.broadcast_to(stage * num_variables + start, (batch_size,)).astype(jnp.int32)
+  return logits_fn(network_input(process, values, coarse, known, stage), known, global_step)
+
+
+def sum_over_event(values):
+  """[B, *event] -> [B]."""
+  return jnp.sum(values, axis=tuple(range(1, values.ndim)))
+
+
+def step_log_px(process: Process, logits_fn: LogitsFn, x, sigma, t, stage):
+  """[B]: the training objective's one call: sum over the variables with sigma >= t of the log-probability
+  (nats) of their stage-(s+1) value, given every stage-s value and the stage-(s+1) values of sigma < t.
+
+  x, sigma: int32 [B, *event]; t (local step) and stage: [B] or scalars.
+  """
+  known = orders.known_mask(sigma, t)
+  coarse = stage_values(process, x, stage)
+  logits = call_network(process, logits_fn, stage_values(process, x, stage + 1), coarse, known, stage, t)
+  tr, parametrisation = process.transitions, process.parametrisation
+  log_probs = upscale.next_state_log_probs(tr, logits, coarse, stage, parametrisation)
+  log_p = upscale.refined_log_prob(tr, log_probs, x, stage, parametrisation)
+  # where, not multiply: the log-probs of known variables may be -inf and must not leak NaN gradients.
+  return sum_over_event(jnp.where(known, 0.0, log_p))

@@ -13,13 +13,12 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from ardm_jax import objective
 from ardm_jax import orders
 from ardm_jax import plan_walk
 
 
 def sample(
-  logits_fn: objective.LogitsFn, rng: jax.Array, starts, shape: Sequence[int], process: plan_walk.Process
+  logits_fn: plan_walk.LogitsFn, rng: jax.Array, starts, shape: Sequence[int], process: plan_walk.Process
 ) -> jax.Array:
   """Samples an ARDM stage by stage, coarse to fine, with one network call per planned step.
 

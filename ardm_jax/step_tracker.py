@@ -63,3 +63,13 @@ def seen_stage_losses(tracker: StepTracker, num_stages: int = 1):
       raise ValueError(f"stage {s} has no step the tracker has seen: train longer before planning.")
     filled[s] = np.interp(np.arange(ema.shape[1]), steps, ema[s, steps])
   return filled, int((~seen).sum())
+
+
+def unseen_note(num_unseen: int, num_steps: int) -> str:
+  """The sentence plan reports carry about the steps training never saw ('' when it saw them all)."""
+  if not num_unseen:
+    return ""
+  return (
+    f"planned with the steps training has seen: {num_unseen} of {num_steps} steps were never seen and take "
+    "the interpolated loss of the seen steps around them (not 0)."
+  )

@@ -1,4 +1,4 @@
-"""Training and evaluation: one jitted data-parallel train step, orbax checkpoints, clu metrics.
+"""Training: one jitted data-parallel train step, periodic eval (evaluation.py), orbax checkpoints, clu metrics.
 
 The global batch is sharded over a 1-D `jax.sharding.Mesh` of every device of every host (axis 'data'); the
 train state is replicated. Each host builds only its own slice of the global batch (the data pipeline is
@@ -24,6 +24,7 @@ import numpy as np
 import optax
 
 from ardm_jax import checkpointing
+from ardm_jax import evaluation
 from ardm_jax import experiment
 from ardm_jax import lease as lease_lib
 from ardm_jax import metrics_io
@@ -57,7 +58,6 @@ RUN_ERRORS = (
   NonFiniteLossError,
   lease_lib.WorkdirBusyError,
 )
-EVAL_PROGRESS_EVERY_S = 30.0
 
 
 def init_state(exp: experiment.Experiment, rng: jax.Array) -> TrainState:
@@ -139,15 +139,8 @@ def train_step(exp: experiment.Experiment, state: TrainState, x: jax.Array):
   return new_state, metrics
 
 
-def eval_step(exp: experiment.Experiment, params, x: jax.Array, weight: jax.Array, rng: jax.Array):
-  """Sums of the per-example nelbo (bits/dim) estimate, its square and the weights over one batch."""
-  _, terms = exp.loss(params, x, rng)
-  nelbo = terms.per_example["nelbo_bpd"]
-  return {"sum": jnp.sum(weight * nelbo), "sum_sq": jnp.sum(weight * nelbo**2), "count": jnp.sum(weight)}
-
-
 class Trainer:
-  """Wires an experiment to devices: the sharded jitted steps and host-side batch assembly."""
+  """Wires an experiment to devices: the sharded jitted steps (train, eval sums) and host-side batch assembly."""
 
   def __init__(self, exp: experiment.Experiment, devices=None):
     self.exp = exp
@@ -162,8 +155,8 @@ class Trainer:
       out_shardings=(self.replicated, self.replicated),
       donate_argnums=(0,),
     )
-    self.eval_step = jax.jit(
-      functools.partial(eval_step, exp),
+    self.eval_sums = jax.jit(
+      functools.partial(evaluation.eval_sums, exp),
       in_shardings=(self.replicated, self.batch_sharding, self.batch_sharding, self.replicated),
       out_shardings=self.replicated,
     )
@@ -191,41 +184,6 @@ class Trainer:
       step, self.exp.config.training.batch_size, jax.process_index(), jax.process_count()
     )
     return self.global_array(local)
-
-  def evaluate(self, params, rng: jax.Array, should_stop=lambda: False) -> dict[str, float] | None:
-    """Test bits/dim with one (t, order) per example per pass; mean and standard error over all estimates.
-
-    Returns None, on every host alike, once `should_stop()` is true on any host (a preemption: checkpointing
-    comes first). Logs progress every EVAL_PROGRESS_EVERY_S seconds.
-    """
-    cfg = self.exp.config.eval
-    total = np.zeros(3)
-    last_report = time.monotonic()
-    for pass_index in range(cfg.num_passes):
-      batches = self.exp.dataset.eval_batches(  # eval.batch_size is global, like training.batch_size.
-        cfg.batch_size // jax.process_count(), jax.process_index(), jax.process_count()
-      )
-      for batch_index, (x, weight) in enumerate(batches):
-        if cfg.max_batches and batch_index >= cfg.max_batches:
-          break
-        if bool(self.any_process(should_stop())):
-          logging.warning("Evaluation aborted in pass %d/%d (stop requested).", pass_index + 1, cfg.num_passes)
-          return None
-        batch_rng = jax.random.fold_in(jax.random.fold_in(rng, pass_index), batch_index)
-        out = self.eval_step(params, self.global_array(x), self.global_array(weight), batch_rng)
-        total += np.array([out["sum"], out["sum_sq"], out["count"]], dtype=np.float64)
-        if time.monotonic() - last_report > EVAL_PROGRESS_EVERY_S:
-          last_report = time.monotonic()
-          logging.info(
-            "eval: pass %d/%d, batch %d, running bpd %.4f",
-            pass_index + 1,
-            cfg.num_passes,
-            batch_index + 1,
-            total[0] / max(total[2], 1),
-          )
-    mean = total[0] / total[2]
-    var = max(total[1] / total[2] - mean**2, 0.0)
-    return {"eval_bpd": float(mean), "eval_bpd_stderr": float(np.sqrt(var / total[2])), "eval_count": float(total[2])}
 
 
 def _check_finite(metrics: Mapping[str, Any], step: int, on_nonfinite: str):
@@ -304,7 +262,7 @@ def run(exp: experiment.Experiment, trainer: Trainer, workdir: str) -> TrainStat
         writer.write_scalars(done, dict(window.compute_and_reset(), num_skipped=float(state.num_skipped)))
       if evaluate:
         start_time = time.perf_counter()
-        result = trainer.evaluate(state.ema_params, eval_rng, should_stop=lambda: preempted["flag"])
+        result = evaluation.evaluate(exp, trainer, state.ema_params, eval_rng, should_stop=lambda: preempted["flag"])
         if result is None:  # Aborted by a SIGTERM on some host: checkpoint now instead.
           stop = save = True
         else:

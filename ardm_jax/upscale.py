@@ -17,14 +17,12 @@ values of the variables with sigma < t. Two parametrisations of that prediction:
 """
 
 import dataclasses
-import math
 import string
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ardm_jax import objective
 from ardm_jax import orders
 
 PARAMETRISATIONS = ("direct", "data")
@@ -61,6 +59,12 @@ class Transitions:
   def max_branching(self) -> int:
     """C: logits per variable of the "direct" parametrisation."""
     return self.valid_children.shape[2]
+
+  def all_allowed(self, parametrisation: str) -> bool:
+    """Whether every output is possible for every value a stage can show (e.g. the OA-ARDM's one stage), so
+    that next_state_log_probs needs no mask."""
+    table = self.valid_children if parametrisation == "direct" else self.consistent_classes
+    return all(bool(table[s, v].all()) for s in range(self.num_stages) for v in np.unique(self.state_values[s]))
 
   def num_outputs(self, parametrisation: str) -> int:
     """Logits per variable the network must output for this parametrisation."""
@@ -137,20 +141,20 @@ def _check_parametrisation(parametrisation: str) -> None:
     raise ValueError(f"parametrisation must be one of {PARAMETRISATIONS}, got {parametrisation!r}.")
 
 
+# What a lookup gives for a class outside 0..K-1: out of range for every table and embedding after it, so that
+# invalid data ends in a NaN loss (which training reports) and is never silently clamped to a valid class.
+INVALID = np.iinfo(np.int32).max
+
+
+def class_lookup(table, stage, x: jax.Array) -> jax.Array:
+  """table[s, x] for a per-class table [S', K] (s an int or [B]) and classes x [B, *event]; INVALID if x is not
+  a class."""
+  return jnp.asarray(table).at[orders.per_example(stage, x.ndim), x].get(mode="fill", fill_value=INVALID)
+
+
 def stage_values(transitions: Transitions, x: jax.Array, stage) -> jax.Array:
   """int32 [B, *event]: the stage-s value of every variable of x [B, *event]; stage is an int or [B]."""
-  table = jnp.asarray(transitions.state_values)
-  return table[orders.per_example(stage, x.ndim), x]
-
-
-def stage_input(transitions: Transitions, x: jax.Array, sigma: jax.Array, t: jax.Array, stage):
-  """Network input at local step t [B] of stage s: (x_in [B, *event], known [B, *event] bool).
-
-  Variables with sigma < t show their stage-(s+1) value, the others their stage-s value.
-  """
-  known = orders.known_mask(sigma, t)
-  x_in = jnp.where(known, stage_values(transitions, x, stage + 1), stage_values(transitions, x, stage))
-  return x_in, known
+  return class_lookup(transitions.state_values, stage, x)
 
 
 def next_state_log_probs(
@@ -171,6 +175,8 @@ def next_state_log_probs(
       f"the {parametrisation!r} parametrisation needs "
       f"{transitions.num_outputs(parametrisation)} logits per variable, got {logits.shape[-1]}."
     )
+  if transitions.all_allowed(parametrisation):
+    return jax.nn.log_softmax(logits, axis=-1)
   table = transitions.valid_children if parametrisation == "direct" else transitions.consistent_classes
   allowed = jnp.asarray(table)[orders.per_example(stage, coarse.ndim), coarse]
   return jax.nn.log_softmax(jnp.where(allowed, logits, -jnp.inf), axis=-1)
@@ -182,87 +188,8 @@ def refined_log_prob(
   """[B, *event]: log-probability of the stage-(s+1) value of x [B, *event] under log_probs [B, *event, C]."""
   s = orders.per_example(stage, x.ndim)
   if parametrisation == "direct":
-    child = jnp.asarray(transitions.child_index)[s, x]
-    return jnp.take_along_axis(log_probs, child[..., None], axis=-1)[..., 0]
+    child = class_lookup(transitions.child_index, stage, x)
+    return jnp.take_along_axis(log_probs, child[..., None], axis=-1, mode="fill")[..., 0]
   refined_table = jnp.asarray(transitions.state_values)[s + 1]  # [B, 1, ..., 1, K]
   same_refined = refined_table == stage_values(transitions, x, stage + 1)[..., None]
   return jax.nn.logsumexp(jnp.where(same_refined, log_probs, -jnp.inf), axis=-1)
-
-
-def sample_refined(
-  transitions: Transitions, rng: jax.Array, log_probs: jax.Array, coarse: jax.Array, stage, parametrisation: str
-) -> jax.Array:
-  """int32 [B, *event]: stage-(s+1) values drawn independently from log_probs [B, *event, C]."""
-  choice = jax.random.categorical(rng, log_probs)
-  s = orders.per_example(stage, coarse.ndim)
-  if parametrisation == "direct":
-    return jnp.asarray(transitions.child_state)[s, coarse, choice]
-  return jnp.asarray(transitions.state_values)[s + 1, choice]
-
-
-def stage_log_px(
-  logits_fn: objective.LogitsFn,
-  x: jax.Array,
-  sigma: jax.Array,
-  t: jax.Array,
-  stage,
-  *,
-  transitions: Transitions,
-  parametrisation: str,
-) -> jax.Array:
-  """[B]: sum over the variables with sigma >= t of log p(stage-(s+1) value | input), in nats.
-
-  x, sigma: [B, *event]; t: [B] local step; stage: [B] or int. The network gets the global step s * D + t.
-  """
-  num_variables = sigma[0].size
-  x_in, known = stage_input(transitions, x, sigma, t, stage)
-  logits = logits_fn(x_in, known, stage * num_variables + t)
-  log_probs = next_state_log_probs(transitions, logits, stage_values(transitions, x, stage), stage, parametrisation)
-  log_p = refined_log_prob(transitions, log_probs, x, stage, parametrisation)
-  return objective.sum_over_event(jnp.where(known, 0.0, log_p))
-
-
-def upscale_loss_at(
-  logits_fn: objective.LogitsFn,
-  x: jax.Array,
-  sigma: jax.Array,
-  t_global: jax.Array,
-  transitions: Transitions,
-  *,
-  parametrisation: str,
-  ce_weight: float = 0.0,
-  per_stage: bool = False,
-):
-  """Upscale loss for given orders sigma [B, *event] and global steps t_global [B] (stage * D + t).
-
-  per_stage=False: the stage is taken as one uniform draw out of S, so its ELBO is multiplied by S (an
-  unbiased estimate of the total). per_stage=True: the terms are that stage's own ELBO (sum over stages for
-  the total). Returns (loss, Terms) as objective.loss_terms, with per_example['t'] the global step.
-  """
-  num_variables = sigma[0].size
-  stage, t = t_global // num_variables, t_global % num_variables
-  log_px = stage_log_px(logits_fn, x, sigma, t, stage, transitions=transitions, parametrisation=parametrisation)
-  scale = 1.0 if per_stage else float(transitions.num_stages)
-  return objective.loss_terms(log_px, t, t_global, num_variables, ce_weight=ce_weight, elbo_scale=scale)
-
-
-def upscale_loss(
-  logits_fn: objective.LogitsFn,
-  x: jax.Array,
-  rng: jax.Array,
-  transitions: Transitions,
-  *,
-  parametrisation: str,
-  ce_weight: float = 0.0,
-  antithetic: bool = False,
-):
-  """Upscale-ARDM training loss in bits/dim: one uniform (stage, step) and order per example.
-
-  The global step stage * D + t is drawn uniformly from 0..S*D-1 (stratified over the batch if antithetic).
-  Returns (loss, Terms) as objective.loss_terms.
-  """
-  num_steps = transitions.num_stages * math.prod(x.shape[1:])
-  sigma, t_global = objective.sample_orders_and_steps(rng, x.shape, num_steps, antithetic)
-  return upscale_loss_at(
-    logits_fn, x, sigma, t_global, transitions, parametrisation=parametrisation, ce_weight=ce_weight
-  )

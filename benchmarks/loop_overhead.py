@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # Run from a checkout, no install.
+from ardm_jax import evaluation  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ardm_jax import experiment  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ardm_jax import train  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -67,7 +68,7 @@ def main(argv):
   cost = compiled.cost_analysis()
   step_flops = float((cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"])
   state, metrics = trainer.train_step(state, batches[0])  # Compile, and warm the eval step too.
-  trainer.evaluate(state.ema_params, jax.random.key_data(jax.random.key(1)))
+  evaluation.evaluate(exp, trainer, state.ema_params, jax.random.key_data(jax.random.key(1)))
 
   def bare_rate():
     nonlocal state

@@ -41,7 +41,7 @@ def _bundle(path, variant="", seed=0, event_shape=(TEXT_LEN,)):
   """A bundle of a randomly initialised network, written to and read back from disk."""
   config = _config(variant)
   num_classes = 27 if variant in ("", "upscale") else 256
-  process = codec.make_process(config, num_classes)
+  process = experiment.build_process(config, num_classes)
   num_stages = process.num_stages
   model = experiment.build_model(config, num_classes, None if variant != "upscale" else process.transitions)
   x = jnp.zeros((1,) + event_shape, jnp.int32)

@@ -1,4 +1,4 @@
-"""The OA-ARDM loss: exact ELBO on an enumerable joint, unbiased sampled estimates, terms and gradients."""
+"""The ARDM loss in its one-stage (OA-ARDM) case: exact ELBO on an enumerable joint, unbiased estimates, gradients."""
 
 import functools
 import itertools
@@ -9,11 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from ardm_jax import objective
+from ardm_jax import plan_walk
 from tests import exact_model
 
 D, K = 4, 3
 EVENT = (2, 2)  # D = 4 variables laid out as a 2x2 "image": the math must not care.
 ABSORBING = K
+OA = plan_walk.oa_process(K, ABSORBING)  # The OA-ARDM: the one-stage process.
 
 
 def _joint():
@@ -32,7 +34,7 @@ def test_enumerated_elbo_equals_log_likelihood_for_every_x():
   rows = [(n, p, t) for n in range(len(xs)) for p in range(len(perms)) for t in range(D)]
   n_idx, p_idx, t_idx = (np.array(c) for c in zip(*rows))
   sigma = jnp.asarray(perms[p_idx].reshape(-1, *EVENT))
-  loss_at = jax.jit(lambda x, s, t: objective.oa_ardm_loss_at(logits_fn, x, s, t, absorbing_value=ABSORBING))
+  loss_at = jax.jit(lambda x, s, t: objective.ardm_loss_at(OA, logits_fn, x, s, t))
   _, terms = loss_at(xs[n_idx], sigma, jnp.asarray(t_idx, jnp.int32))
   bits = D * math.log(2.0)
   elbo = -np.asarray(terms.per_example["nelbo_bpd"]).reshape(len(xs), len(perms) * D) * bits
@@ -53,9 +55,7 @@ def test_sampled_estimator_is_unbiased_uniform_and_antithetic():
     draw = jax.jit(
       functools.partial(
         jax.lax.map,
-        lambda key: objective.oa_ardm_loss(logits_fn, xs, key, absorbing_value=ABSORBING, antithetic=antithetic)[
-          1
-        ].scalars["nelbo_bpd"],
+        lambda key: objective.ardm_loss(OA, logits_fn, xs, key, antithetic=antithetic)[1].scalars["nelbo_bpd"],
       )
     )
     batch_means = np.asarray(draw(jax.random.split(jax.random.key(int(antithetic)), 400)), np.float64)
@@ -73,9 +73,7 @@ def test_antithetic_removes_the_variance_due_to_t():
     draw = jax.jit(
       functools.partial(
         jax.lax.map,
-        lambda key: objective.oa_ardm_loss(t_dependent, x, key, absorbing_value=ABSORBING, antithetic=antithetic)[
-          1
-        ].scalars["nelbo_bpd"],
+        lambda key: objective.ardm_loss(OA, t_dependent, x, key, antithetic=antithetic)[1].scalars["nelbo_bpd"],
       )
     )
     batch_means = np.asarray(draw(jax.random.split(jax.random.key(7), 50)))
@@ -90,7 +88,9 @@ def test_terms_by_hand_for_a_uniform_network():
   t = jnp.array([0, 1, 3, 5], jnp.int32)
   logits_fn = lambda x_in, known, t: jnp.zeros(x_in.shape + (num_classes,))
   loss, terms = jax.jit(
-    lambda x, s, t: objective.oa_ardm_loss_at(logits_fn, x, s, t, absorbing_value=2, ce_weight=ce_weight)
+    lambda x, s, t: objective.ardm_loss_at(
+      plan_walk.oa_process(num_classes, 2), logits_fn, x, s, t, ce_weight=ce_weight
+    )
   )(x, sigma, t)
   log2k = math.log2(num_classes)
   np.testing.assert_allclose(terms.per_example["nelbo_bpd"], log2k * np.ones(4), rtol=1e-6)
@@ -105,18 +105,14 @@ def test_network_never_sees_the_variables_it_predicts():
   """A network that copies its input would be perfect if masked values leaked; with corruption it is uniform."""
   copy_input = lambda x_in, known, t: 30.0 * jax.nn.one_hot(x_in, K + 1)[..., :K]
   x = jax.random.randint(jax.random.key(2), (64, *EVENT), 0, K)
-  _, terms = jax.jit(lambda x, key: objective.oa_ardm_loss(copy_input, x, key, absorbing_value=ABSORBING))(
-    x, jax.random.key(3)
-  )
+  _, terms = jax.jit(lambda x, key: objective.ardm_loss(OA, copy_input, x, key))(x, jax.random.key(3))
   np.testing.assert_allclose(terms.per_example["nelbo_bpd"], math.log2(K) * np.ones(64), rtol=1e-5)
 
 
 def test_antithetic_loss_covers_every_step_once_when_batch_equals_d():
   logits_fn = lambda x_in, known, t: jnp.zeros(x_in.shape + (K,))
   x = jnp.zeros((D, *EVENT), jnp.int32)
-  _, terms = jax.jit(lambda key: objective.oa_ardm_loss(logits_fn, x, key, absorbing_value=ABSORBING, antithetic=True))(
-    jax.random.key(4)
-  )
+  _, terms = jax.jit(lambda key: objective.ardm_loss(OA, logits_fn, x, key, antithetic=True))(jax.random.key(4))
   np.testing.assert_array_equal(np.sort(terms.per_example["t"]), np.arange(D))
 
 
@@ -127,7 +123,7 @@ def test_gradient_is_zero_at_known_positions_only():
   params = jax.random.normal(jax.random.key(6), (3, *EVENT, K))
 
   def loss(p):
-    return objective.oa_ardm_loss_at(lambda x_in, known, t: p, x, sigma, t, absorbing_value=ABSORBING, ce_weight=0.1)[0]
+    return objective.ardm_loss_at(OA, lambda x_in, known, t: p, x, sigma, t, ce_weight=0.1)[0]
 
   grad_norm = np.abs(np.asarray(jax.jit(jax.grad(loss))(params))).sum(-1)  # [B, *event]
   known = np.asarray(sigma) < np.asarray(t)[:, None, None]

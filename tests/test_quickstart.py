@@ -5,6 +5,8 @@ import importlib
 import math
 import os
 
+import numpy as np
+
 from ardm_jax import inference
 from ardm_jax import train
 
@@ -41,3 +43,20 @@ def test_quickstart_learns_plans_and_samples(tmp_path):
   messages = sorted(glob.glob(os.path.join(workdir, "compressed", "*.ardm")))
   assert len(messages) == config.compress.num_examples
   assert all(os.path.getsize(m) * 8 <= (HELDOUT_BOUND + 3.5) * num_variables for m in messages)
+
+
+def test_a_short_run_plans_with_the_seen_steps_and_says_so(tmp_path):
+  config = importlib.import_module("configs.quickstart").get_config()
+  config.training.num_train_steps, config.training.batch_size = 2, 4  # At most 8 of the 32 steps are seen.
+  config.eval.num_passes, config.eval.max_batches = 1, 1
+  state = train.train_and_evaluate(config, str(tmp_path))
+  count = np.asarray(state.tracker.count)
+  num_unseen, num_steps = int((count == 0).sum()), count.size
+  assert 0 < num_unseen < num_steps
+
+  table = inference.plan_report(config, str(tmp_path))
+  report = (tmp_path / "plan.txt").read_text()
+  assert f"{num_unseen} of {num_steps} steps were never seen" in report
+  # Budget D pays every step's loss, and an unseen step costs what the seen ones around it cost, never 0.
+  seen_ema = np.asarray(state.tracker.ema)[count > 0]
+  assert table[num_steps] >= seen_ema.sum() + num_unseen * seen_ema.min() - 1e-6

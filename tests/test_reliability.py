@@ -25,6 +25,7 @@ import pytest
 
 import fake_data
 from ardm_jax import checkpointing
+from ardm_jax import evaluation
 from ardm_jax import experiment
 from ardm_jax import lease
 from ardm_jax import train
@@ -484,15 +485,15 @@ def test_sigterm_during_eval_aborts_it_and_checkpoints_first(straight, tmp_path,
   config.eval.num_passes, config.eval.max_batches = 1000, 0  # Far longer than a preemption grace period.
   monkeypatch.setattr(trainer, "exp", dataclasses.replace(trainer.exp, config=config))
   calls = []
-  eval_step = trainer.eval_step
+  eval_sums = trainer.eval_sums
 
-  def eval_step_then_sigterm(*args):
+  def eval_sums_then_sigterm(*args):
     calls.append(1)
     if len(calls) == 1:
       os.kill(os.getpid(), signal.SIGTERM)
-    return eval_step(*args)
+    return eval_sums(*args)
 
-  monkeypatch.setattr(trainer, "eval_step", eval_step_then_sigterm)
+  monkeypatch.setattr(trainer, "eval_sums", eval_sums_then_sigterm)
   with caplog.at_level(logging.WARNING):
     state = continue_run(trainer, str(tmp_path / "work"), 100, eval_every_steps=2, checkpoint_every_steps=1000)
   assert int(state.step) == 2 and listing(str(tmp_path / "work")) == ([2], []) and len(calls) == 1
@@ -502,7 +503,7 @@ def test_sigterm_during_eval_aborts_it_and_checkpoints_first(straight, tmp_path,
 
 def test_long_evaluations_report_progress(straight, monkeypatch, caplog):
   trainer, _, state = straight
-  monkeypatch.setattr(train, "EVAL_PROGRESS_EVERY_S", 0.0)
+  monkeypatch.setattr(evaluation, "PROGRESS_EVERY_S", 0.0)
   with caplog.at_level(logging.INFO):
-    result = trainer.evaluate(state.ema_params, state.rng)
+    result = evaluation.evaluate(trainer.exp, trainer, state.ema_params, state.rng)
   assert "eval: pass 1/" in caplog.text and f"running bpd {result['eval_bpd']:.4f}" in caplog.text

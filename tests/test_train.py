@@ -13,6 +13,7 @@ import pytest
 
 import fake_data
 from ardm_jax import checkpointing
+from ardm_jax import evaluation
 from ardm_jax import experiment
 from ardm_jax import train
 
@@ -64,7 +65,7 @@ def test_local_config_learns(family, text8_zip, tmp_path):
   after = heldout_bpd(exp, state.params)
   assert after < before - 0.05, (before, after)
   bound = math.log2(exp.dataset.num_classes)
-  result = trainer.evaluate(state.ema_params, jax.random.key_data(jax.random.key(7)))
+  result = evaluation.evaluate(trainer.exp, trainer, state.ema_params, jax.random.key_data(jax.random.key(7)))
   assert np.isfinite(result["eval_bpd"]) and result["eval_bpd"] < bound, (result, bound)
   assert result["eval_bpd_stderr"] > 0
 

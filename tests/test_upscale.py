@@ -9,6 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ardm_jax import objective
+from ardm_jax import orders
+from ardm_jax import plan_walk
 from ardm_jax import upscale
 from tests import exact_model
 
@@ -93,15 +96,18 @@ def test_bad_parametrisation_or_logit_count_is_rejected():
     upscale.next_state_log_probs(tr, jnp.zeros((1, 3, 4)), coarse, 0, "data")
 
 
-def test_stage_input_by_hand():
-  tr = upscale.digit_transitions(16, 4)  # 2 stages: the 4s digit, then the units
+def test_network_input_by_hand():
+  process = plan_walk.upscale_process(upscale.digit_transitions(16, 4), "direct")  # the 4s digit, then the units
   x = jnp.array([[5, 14, 7]])
-  sigma = jnp.array([[1, 0, 2]])
-  x_in, known = upscale.stage_input(tr, x, sigma, jnp.array([1]), 1)
+  known = orders.known_mask(jnp.array([[1, 0, 2]]), jnp.array([1]))
+
+  def network_input(stage):
+    refined, coarse = plan_walk.stage_values(process, x, stage + 1), plan_walk.stage_values(process, x, stage)
+    return plan_walk.network_input(process, refined, coarse, known, stage)
+
   np.testing.assert_array_equal(known, [[False, True, False]])
-  np.testing.assert_array_equal(x_in, [[4, 14, 4]])  # known: the fine value; others: the stage-1 value
-  x_in, _ = upscale.stage_input(tr, x, sigma, jnp.array([1]), 0)
-  np.testing.assert_array_equal(x_in, [[0, 12, 0]])
+  np.testing.assert_array_equal(network_input(1), [[4, 14, 4]])  # known: the fine value; others: the stage-1 value
+  np.testing.assert_array_equal(network_input(0), [[0, 12, 0]])
 
 
 @pytest.mark.parametrize(
@@ -140,7 +146,8 @@ def _enumerated_elbo(tr, parametrisation, num_variables, seed):
   n, p, g = (
     a.ravel() for a in np.meshgrid(np.arange(len(xs)), np.arange(len(perms)), np.arange(num_steps), indexing="ij")
   )
-  loss_at = jax.jit(lambda x, s, t: upscale.upscale_loss_at(logits_fn, x, s, t, tr, parametrisation=parametrisation)[1])
+  process = plan_walk.upscale_process(tr, parametrisation)
+  loss_at = jax.jit(lambda x, s, t: objective.ardm_loss_at(process, logits_fn, x, s, t)[1])
   terms = loss_at(jnp.asarray(xs[n]), jnp.asarray(perms[p]), jnp.asarray(g, jnp.int32))
   elbo = -np.asarray(terms.per_example["nelbo_bpd"]).reshape(len(xs), -1) * num_variables * math.log(2)
   step_loss = np.asarray(terms.per_example["step_loss"]).reshape(len(xs), len(perms), num_steps)
@@ -163,7 +170,8 @@ def test_sampled_upscale_loss_is_unbiased_and_stratified():
   joint = exact_model.random_joint(2, 3, 3)
   logits_fn = exact_model.staged_logits_fn(joint, tr, "data")
   xs = jnp.asarray(exact_model.all_sequences(3, 3))  # B = 27
-  one_draw = lambda key: upscale.upscale_loss(logits_fn, xs, key, tr, parametrisation="data", antithetic=True)[1]
+  process = plan_walk.upscale_process(tr, "data")
+  one_draw = lambda key: objective.ardm_loss(process, logits_fn, xs, key, antithetic=True)[1]
   draw = jax.jit(functools.partial(jax.lax.map, one_draw))
   terms = draw(jax.random.split(jax.random.key(3), 300))
   batch_means = np.asarray(terms.scalars["nelbo_bpd"], np.float64)
@@ -182,9 +190,8 @@ def test_gradient_only_reaches_possible_outputs_of_unknown_variables(parametrisa
   params = jax.random.normal(jax.random.key(6), (4, 6, tr.num_outputs(parametrisation)))
 
   def loss(p):
-    return upscale.upscale_loss_at(
-      lambda x_in, known, t: p, x, sigma, t_global, tr, parametrisation=parametrisation, ce_weight=0.1
-    )[0]
+    process = plan_walk.upscale_process(tr, parametrisation)
+    return objective.ardm_loss_at(process, lambda x_in, known, t: p, x, sigma, t_global, ce_weight=0.1)[0]
 
   grad = np.abs(np.asarray(jax.jit(jax.grad(loss))(params)))
   stage, t = np.asarray(t_global) // 6, np.asarray(t_global) % 6

@@ -9,7 +9,7 @@ JPEG-XL lossless (imagecodecs) for images. Speed: data points per second, encode
 its own network call (batch 1) and with all rows sharing each call (batched), and the share of the time spent
 in network calls.
 
-Usage: python benchmarks/file_compression.py --text_model=MODEL [--image_model=MODEL] [--num_rows=64]
+Usage: python benchmarks/compression.py --text_model=MODEL [--image_model=MODEL] [--num_rows=64]
 (make the bundles with `python -m ardm_jax.compress export`).
 """
 
@@ -23,7 +23,10 @@ import sys
 import time
 import zlib
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a checkout, no install
+# Run from a checkout, no install. The checkout replaces this folder on the path: a script named compression.py
+# must not shadow the module of that name that libraries try to import (Python 3.14's standard `compression`).
+sys.path.pop(0)
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 # pylint: disable=wrong-import-position
 import imagecodecs
 import jax
