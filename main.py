@@ -10,8 +10,6 @@ Multi-process: --distributed joins the cluster that jax.distributed.initialize()
 a SLURM job, Open MPI); elsewhere name it with --coordinator_address, --num_processes and --process_id.
 """
 
-import importlib.util
-import logging as python_logging
 import os
 import sys
 import sysconfig
@@ -23,6 +21,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from ardm_jax import console
 from ardm_jax import inference
 from ardm_jax import train
 from ardm_jax import workdir as workdir_lib
@@ -56,8 +55,6 @@ MODES = {
   "plan": inference.plan_report,
   "compress": inference.compress,
 }
-# Libraries whose INFO logs (orbax: a dozen lines per checkpoint) are shown only with --verbosity >= 1.
-QUIET_LIBRARIES = ("orbax", "jax", "jaxlib", "tensorflow", "matplotlib")
 
 
 def _config_code_frame(error: BaseException):
@@ -77,26 +74,6 @@ def _bad_config_file(filename: str, line, problem: str) -> SystemExit:
     f"Bad config file {filename}, line {line}: {problem}.{hint} --config takes a .py file whose "
     "get_config() returns the config, e.g. --config=configs/quickstart.py."
   )
-
-
-def _quiet_library_logs(verbosity: int) -> None:
-  """Below --verbosity=1, drops the INFO logs of QUIET_LIBRARIES; their warnings and errors still show."""
-  if verbosity >= 1:
-    return
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ INFO lines (read when TF is imported).
-  specs = [importlib.util.find_spec(name) for name in QUIET_LIBRARIES]  # Finds the packages, imports nothing.
-  package_dirs = tuple(
-    os.path.join(directory, "")
-    for spec in specs
-    if spec is not None
-    for directory in spec.submodule_search_locations or ()
-  )
-
-  def keep(record: python_logging.LogRecord) -> bool:
-    # orbax logs through absl.logging, so the logger name is 'absl'; the record's file says whose it is.
-    return record.levelno >= python_logging.WARNING or not record.pathname.startswith(package_dirs)
-
-  logging.get_absl_handler().addFilter(keep)
 
 
 def parse_flags(argv):
@@ -149,7 +126,7 @@ def parse_flags(argv):
       f"Bad command line: {f'unknown --mode {unknown}' if unknown else '--mode is empty'}; choose "
       f"from {list(MODES)}, e.g. --mode=train,plan."
     )
-  _quiet_library_logs(FLAGS.verbosity)
+  console.quiet_library_logs(FLAGS.verbosity)
   return argv
 
 

@@ -21,6 +21,7 @@ from ml_collections import config_flags
 import numpy as np
 
 from ardm_jax import codec
+from ardm_jax import console
 from ardm_jax import likelihood
 from ardm_jax import orders
 from ardm_jax import paths
@@ -131,6 +132,7 @@ def _outputs(inputs, out: str, names) -> list[epath.Path]:
 
 
 def main(argv):
+  console.quiet_library_logs(FLAGS.verbosity)
   if len(argv) < 2 or argv[1] not in COMMANDS:
     raise app.UsageError(f"give a command: one of {', '.join(COMMANDS)} (see python -m ardm_jax.compress --help).")
   command, inputs = argv[1], argv[2:]

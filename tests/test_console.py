@@ -30,10 +30,11 @@ def orbax_files() -> set[str]:
   )
 
 
-def run_main(*flags):
+def run_main(*flags, program=("main.py",)):
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  program = [str(REPO / program[0])] if program == ("main.py",) else list(program)
   run = subprocess.run(
-    [sys.executable, str(REPO / "main.py"), *flags], env=env, capture_output=True, text=True, timeout=300
+    [sys.executable, *program, *flags], env=env, capture_output=True, text=True, timeout=300, cwd=REPO
   )
   assert run.returncode == 0, run.stderr[-3000:]
   return run.stderr.splitlines()
@@ -67,3 +68,10 @@ def test_library_info_logs_only_with_verbosity(tmp_path):
 
   verbose = run_main(*config, "--mode=plan", "--verbosity=1")
   assert set(info_sources(verbose)) & orbax_files(), "\n".join(verbose[-50:])  # The restore, told by orbax.
+
+  # The codec command line restores the same checkpoint just as quietly, unless told otherwise.
+  export = ["-m", "ardm_jax.compress", "export", f"--workdir={tmp_path / 'work'}", "--budgets=2", "--num_orders=1"]
+  lines = run_main(f"-o={tmp_path / 'model'}", "--order_rows=4", program=export)
+  assert (tmp_path / "model").is_dir() and not set(info_sources(lines)) & orbax_files(), "\n".join(lines)
+  verbose = run_main(f"-o={tmp_path / 'model2'}", "--order_rows=4", "--verbosity=1", program=export)
+  assert set(info_sources(verbose)) & orbax_files(), "\n".join(verbose[-50:])
