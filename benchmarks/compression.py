@@ -9,15 +9,17 @@ JPEG-XL lossless (imagecodecs) for images. Speed: data points per second, encode
 its own network call (batch 1) and with all rows sharing each call (batched), and the share of the time spent
 in network calls.
 
-Usage: python benchmarks/compression.py --text_model=MODEL [--image_model=MODEL] [--num_rows=64]
-(make the bundles with `python -m ardm_jax.compress export`).
+Usage: python benchmarks/compression.py --text_model=MODEL [--image_model=MODEL] [--num_rows=64] (each
+repeatable; make the bundles with `python -m ardm_jax.compress export`). Writes benchmarks/results/compression.json.
 """
 
 import argparse
 import bz2
 import io
+import json
 import lzma
 import math
+import os
 import pathlib
 import sys
 import time
@@ -83,6 +85,18 @@ def speed(bundle, rows, starts, batch_size):
   return len(rows) / encode_s, len(rows) / decode_s, network.seconds / (encode_s + decode_s)
 
 
+def network_rows_per_s(bundle, rows, batch_size, repeats=10):
+  """Rows per second of the bare network (one call on batch_size rows, nothing else): how it scales with batch."""
+  x = np.resize(rows, (batch_size,) + rows.shape[1:]).astype(np.int32)
+  known = np.zeros(x.shape, bool)
+  t = np.zeros((batch_size,), np.int32)
+  jax.block_until_ready(bundle.logits_fn(x, known, t))  # compile
+  start = time.perf_counter()
+  for _ in range(repeats):
+    jax.block_until_ready(bundle.logits_fn(x, known, t))
+  return batch_size * repeats / (time.perf_counter() - start)
+
+
 def budgets_of(bundle):
   num_variables = math.prod(bundle.event_shape)
   return [b for b in (20, 100, num_variables) if b in bundle.budgets]
@@ -100,6 +114,7 @@ def codec_rows(bundle, rows, name, as_file, args):
     " network share batched |"
   )
   print("|---|---|---|---|---|---|---|---|---|---|---|")
+  results = []
   for budget in budgets_of(bundle):
     starts = bundle.plan(budget)
     (blob,) = codec.encode_files(bundle, {name: as_file}, budget, batch_size=args.batch_size).values()
@@ -115,6 +130,34 @@ def codec_rows(bundle, rows, name, as_file, args):
       f" {len(blob)} | {enc1:.1f} | {dec1:.1f} | {enc:.1f} | {dec:.1f} | {share1:.0%} | {share:.0%} |",
       flush=True,
     )
+    results.append(
+      dict(
+        budget=budget,
+        coded_bpd=bits / num_dims,
+        model_bpd=ideal / num_dims,
+        payload_minus_1005_model_bits=bits - 1.005 * ideal,
+        container_bytes=len(blob),
+        encode_per_s_batch1=enc1,
+        decode_per_s_batch1=dec1,
+        encode_per_s_batched=enc,
+        decode_per_s_batched=dec,
+        network_share_batch1=share1,
+        network_share_batched=share,
+      )
+    )
+  net1, net = network_rows_per_s(bundle, rows, 1), network_rows_per_s(bundle, rows, args.batch_size)
+  print(
+    f"\nThe bare network: {net1:.0f} rows/s at batch 1, {net:.0f} rows/s at batch {args.batch_size} "
+    f"({net / net1:.1f}x): the most that sharing calls can gain here."
+  )
+  return {
+    "kind": bundle.kind,
+    "fingerprint": bundle.fingerprint,
+    "event_shape": list(bundle.event_shape),
+    "num_points": len(rows),
+    "budgets": results,
+    "network_rows_per_s": {"batch1": net1, f"batch{args.batch_size}": net},
+  }
 
 
 def classic_text(rows, kind):
@@ -126,7 +169,7 @@ def classic_text(rows, kind):
     "zstd-19": lambda b: imagecodecs.zstd_encode(b, level=19),
     "brotli-11": lambda b: imagecodecs.brotli_encode(b, level=11),
   }
-  report(codecs, points, b"".join(points), rows.size)
+  return report(codecs, points, b"".join(points), rows.size)
 
 
 def classic_images(rows):
@@ -149,39 +192,56 @@ def classic_images(rows):
     "WebP lossless": lambda a: imagecodecs.webp_encode(a, lossless=True, level=100),
     "JPEG-XL lossless": lambda a: imagecodecs.jpegxl_encode(a, lossless=True, effort=9),
   }
-  report(codecs, points, mosaic, rows.size, whole_note=f"(one {side}x{side} mosaic)")
+  return report(codecs, points, mosaic, rows.size, whole_note=f"(one {side}x{side} mosaic)")
 
 
 def report(codecs, points, whole, num_dims, whole_note=""):
   print(f"\n| codec | bpd, one data point at a time | bpd, all at once {whole_note} |")
   print("|---|---|---|")
+  results = {}
   for name, fn in codecs.items():
-    per_point = sum(len(fn(p)) for p in points) * 8 / num_dims
-    print(f"| {name} | {per_point:.4f} | {len(fn(whole)) * 8 / num_dims:.4f} |", flush=True)
+    per_point, at_once = sum(len(fn(p)) for p in points) * 8 / num_dims, len(fn(whole)) * 8 / num_dims
+    print(f"| {name} | {per_point:.4f} | {at_once:.4f} |", flush=True)
+    results[name] = {"one_at_a_time_bpd": per_point, "all_at_once_bpd": at_once}
+  return results
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--text_model", help="bundle of a text (or bytes) model")
-  parser.add_argument("--image_model", help="bundle of an image model")
+  parser.add_argument("--text_model", action="append", help="bundle of a text (or bytes) model; repeatable")
+  parser.add_argument("--image_model", action="append", help="bundle of an image model; repeatable")
   parser.add_argument("--num_rows", type=int, default=64, help="held-out data points (one file)")
   parser.add_argument("--batch_size", type=int, default=64, help="rows per network call, batched")
   parser.add_argument("--batch1_rows", type=int, default=64, help="rows timed at batch 1")
+  parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "compression.json"))
   args = parser.parse_args()
   print(f"jax {jax.__version__} on {jax.devices()[0].platform} ({jax.devices()[0].device_kind})")
-  if args.text_model:
-    bundle = codec.load_bundle(args.text_model)
+  models = []
+  for name in args.text_model or []:
+    bundle = codec.load_bundle(name)
     rows = held_out_rows(bundle, args.num_rows)
     as_file = codec.text_output(rows, {"length": rows.size}, bundle.kind)
-    codec_rows(bundle, rows, "test.txt", as_file, args)
-    classic_text(rows, bundle.kind)
-  if args.image_model:
-    bundle = codec.load_bundle(args.image_model)
+    result = codec_rows(bundle, rows, "test.txt", as_file, args)
+    models.append(dict(result, model=name, classic=classic_text(rows, bundle.kind)))
+  for name in args.image_model or []:
+    bundle = codec.load_bundle(name)
     rows = held_out_rows(bundle, args.num_rows)
     out = io.BytesIO()
     np.save(out, rows.astype(np.uint8))
-    codec_rows(bundle, rows, "test.npy", out.getvalue(), args)
-    classic_images(rows)
+    result = codec_rows(bundle, rows, "test.npy", out.getvalue(), args)
+    models.append(dict(result, model=name, classic=classic_images(rows)))
+  out = pathlib.Path(args.out)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  summary = {
+    "jax": jax.__version__,
+    "device": jax.devices()[0].device_kind,
+    "cpu_count": os.cpu_count(),
+    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    "batch_size": args.batch_size,
+    "models": models,
+  }
+  out.write_text(json.dumps(summary, indent=1))
+  print(f"\nwrote {out}")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # Run from a checkout, no install.
 from ardm_jax import experiment  # pylint: disable=g-import-not-at-top,wrong-import-position
-from ardm_jax import plan_walk  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ardm_jax import planner  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ardm_jax import sampler  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -66,7 +65,7 @@ def main(argv):
       return exp.model.apply({"params": params}, x_in, known, t)
 
     shape = (FLAGS.num_samples,) + tuple(event_shape)
-    process = plan_walk.oa_process(exp.dataset.num_classes, config.objective.absorbing_value)
+    process = exp.process
     sample = jax.jit(lambda rng, starts: sampler.sample(logits_fn, rng, starts, shape, process))
     for budget in BUDGETS:
       budget = num_variables if budget == "D" else budget
