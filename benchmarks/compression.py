@@ -25,8 +25,8 @@ import sys
 import time
 import zlib
 
-# Run from a checkout, no install. The checkout replaces this folder on the path: a script named compression.py
-# must not shadow the module of that name that libraries try to import (Python 3.14's standard `compression`).
+# Run from a checkout, no install: the checkout replaces this folder on the path, so that compression.py here
+# does not shadow the `compression` module (Python 3.14's standard library) that jax's compilation cache imports.
 sys.path.pop(0)
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 # pylint: disable=wrong-import-position

@@ -20,6 +20,11 @@ import sys
 import tempfile
 import time
 
+# Run from a checkout, no install: the checkout replaces this folder on the path, so that compression.py here
+# does not shadow the `compression` module (Python 3.14's standard library) that jax's compilation cache imports.
+sys.path.pop(0)
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -27,10 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # Run from a checkout, no install.
-from ardm_jax import evaluation  # pylint: disable=g-import-not-at-top,wrong-import-position
-from ardm_jax import experiment  # pylint: disable=g-import-not-at-top,wrong-import-position
-from ardm_jax import train  # pylint: disable=g-import-not-at-top,wrong-import-position
+from ardm_jax import evaluation
+from ardm_jax import experiment
+from ardm_jax import train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("steps", ["100", "400"], "N1, N2: steps of the two training runs.")

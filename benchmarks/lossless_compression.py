@@ -17,11 +17,15 @@ import pathlib
 import sys
 import time
 
+# Run from a checkout, no install: the checkout replaces this folder on the path, so that compression.py here
+# does not shadow the `compression` module (Python 3.14's standard library) that jax's compilation cache imports.
+sys.path.pop(0)
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a checkout, no install
 # pylint: disable=wrong-import-position
 from ardm_jax import coder
 from ardm_jax import likelihood

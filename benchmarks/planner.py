@@ -13,12 +13,16 @@ import pathlib
 import sys
 import time
 
+# Run from a checkout, no install: the checkout replaces this folder on the path, so that compression.py here
+# does not shadow the `compression` module (Python 3.14's standard library) that jax's compilation cache imports.
+sys.path.pop(0)
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a checkout, no install
-from ardm_jax import planner  # pylint: disable=wrong-import-position
+from ardm_jax import planner
 
 BUDGETS = (20, 50, 100, "all")
 

@@ -19,16 +19,20 @@ import pathlib
 import sys
 import time
 
+# Run from a checkout, no install: the checkout replaces this folder on the path, so that compression.py here
+# does not shadow the `compression` module (Python 3.14's standard library) that jax's compilation cache imports.
+sys.path.pop(0)
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
 from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # Run from a checkout, no install.
-from ardm_jax import experiment  # pylint: disable=g-import-not-at-top,wrong-import-position
-from ardm_jax import planner  # pylint: disable=g-import-not-at-top,wrong-import-position
-from ardm_jax import sampler  # pylint: disable=g-import-not-at-top,wrong-import-position
+from ardm_jax import experiment
+from ardm_jax import planner
+from ardm_jax import sampler
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("repeats", 2, "Timed runs per budget (median reported).")

@@ -14,10 +14,14 @@ import json
 import pathlib
 import sys
 
+# Run from a checkout, no install: the checkout replaces this folder on the path, so that compression.py here
+# does not shadow the `compression` module (Python 3.14's standard library) that jax's compilation cache imports.
+sys.path.pop(0)
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
 from absl import app
 from absl import flags
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # Run from a checkout, no install.
 
 FLAGS = flags.FLAGS
 flags.DEFINE_float("utilisation", 0.4, "Fraction of peak bf16 FLOP/s sustained (model FLOP utilisation).")

@@ -49,6 +49,7 @@ def test_a_short_run_plans_with_the_seen_steps_and_says_so(tmp_path):
   config = importlib.import_module("configs.quickstart").get_config()
   config.training.num_train_steps, config.training.batch_size = 2, 4  # At most 8 of the 32 steps are seen.
   config.eval.num_passes, config.eval.max_batches = 1, 1
+  config.model.num_layers, config.model.width, config.model.mlp_dim = 1, 32, 64  # Compiles in seconds.
   state = train.train_and_evaluate(config, str(tmp_path))
   count = np.asarray(state.tracker.count)
   num_unseen, num_steps = int((count == 0).sum()), count.size
