@@ -16,6 +16,8 @@ it raises instead of silently starting over.
 
 import hashlib
 import json
+import os
+import re
 import time
 from typing import Any
 
@@ -78,10 +80,15 @@ def all_processes_agree(ok: bool) -> bool:
 
 
 def _first_line(error: BaseException) -> str:
-  """`Type: message` on one line; a long tensorstore message keeps its start (what) and end (the OS cause)."""
-  line = (str(error).strip().splitlines() or [""])[0]
+  """`Type: message` on one line; a long tensorstore message keeps its start (what) and end, and the OS error it
+  reports as a code (`os_error_code=27`) is named in words (`[OS error 27: File too large]`)."""
+  text = str(error).strip()
+  line = (text.splitlines() or [""])[0]
   if len(line) > 400:
     line = line[:200] + " ... " + line[-200:]
+  codes = re.findall(r"os_error_code='?(\d+)", text)
+  if codes:
+    line += f" [OS error {codes[-1]}: {os.strerror(int(codes[-1]))}]"
   return f"{type(error).__name__}: {line}"
 
 

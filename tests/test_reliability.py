@@ -415,6 +415,15 @@ def test_a_checkpoint_that_cannot_be_written_stops_the_run(text8_zip, subprocess
   assert not [name for name in os.listdir(workdir / "checkpoints") if name.isdigit()]
 
 
+def test_an_os_error_that_tensorstore_reports_as_a_code_is_named():
+  """tensorstore's messages run to pages and give the OS error as a code; the one-line error keeps its name."""
+  middle = "Error writing local file: File too large" + " x" * 300
+  message = "INTERNAL: Error opening 'ocdbt' driver: " + middle + " [os_error_code='27']\n{'driver': ...}"
+  line = checkpointing._first_line(RuntimeError(message))  # pylint: disable=protected-access
+  assert line.startswith("RuntimeError: INTERNAL: Error opening") and "\n" not in line and len(line) < 500
+  assert line.endswith(f"[OS error 27: {os.strerror(27)}]")
+
+
 def test_a_second_run_on_a_leased_workdir_is_refused_before_touching_it(text8_zip, subprocess_env, tmp_path):
   workdir = tmp_path / "work"
   in_flight = workdir / "checkpoints" / f"3{ocp.path.step.TMP_DIR_SUFFIX}-1700000000"
