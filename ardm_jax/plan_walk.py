@@ -144,29 +144,30 @@ def call_log_probs(process: Process, logits_fn: LogitsFn, values, coarse, known,
   return children_log_probs(process, logits, coarse, stage)
 
 
-def call_network(process: Process, logits_fn: LogitsFn, values, coarse, known, stage, start):
+def call_network(process: Process, logits_fn: LogitsFn, values_BxE, coarse_BxE, known_BxE, stage, start):
   """The network's outputs [B, *event, outputs] at step `start` of stage s (scalars, or [B] per example)."""
-  batch_size, num_variables = coarse.shape[0], coarse[0].size
-  global_step = jnp.broadcast_to(stage * num_variables + start, (batch_size,)).astype(jnp.int32)
-  return logits_fn(network_input(process, values, coarse, known, stage), known, global_step)
+  batch_size, num_variables = coarse_BxE.shape[0], coarse_BxE[0].size
+  global_step_B = jnp.broadcast_to(stage * num_variables + start, (batch_size,)).astype(jnp.int32)
+  return logits_fn(network_input(process, values_BxE, coarse_BxE, known_BxE, stage), known_BxE, global_step_B)
 
 
-def sum_over_event(values):
+def sum_over_event(values_BxE):
   """[B, *event] -> [B]."""
-  return jnp.sum(values, axis=tuple(range(1, values.ndim)))
+  return jnp.sum(values_BxE, axis=tuple(range(1, values_BxE.ndim)))
 
 
-def step_log_px(process: Process, logits_fn: LogitsFn, x, sigma, t, stage):
+def step_log_px(process: Process, logits_fn: LogitsFn, x_BxE, sigma_BxE, t, stage):
   """[B]: the training objective's one call: sum over the variables with sigma >= t of the log-probability
   (nats) of their stage-(s+1) value, given every stage-s value and the stage-(s+1) values of sigma < t.
 
-  x, sigma: int32 [B, *event]; t (local step) and stage: [B] or scalars.
+  x_BxE, sigma_BxE: int32 [B, *event]; t (local step) and stage: [B] or scalars.
   """
-  known = orders.known_mask(sigma, t)
-  coarse = stage_values(process, x, stage)
-  logits = call_network(process, logits_fn, stage_values(process, x, stage + 1), coarse, known, stage, t)
+  known_BxE = orders.known_mask(sigma_BxE, t)
+  coarse_BxE = stage_values(process, x_BxE, stage)
+  refined_BxE = stage_values(process, x_BxE, stage + 1)
+  logits_BxExC = call_network(process, logits_fn, refined_BxE, coarse_BxE, known_BxE, stage, t)
   tr, parametrisation = process.transitions, process.parametrisation
-  log_probs = upscale.next_state_log_probs(tr, logits, coarse, stage, parametrisation)
-  log_p = upscale.refined_log_prob(tr, log_probs, x, stage, parametrisation)
+  log_probs_BxExC = upscale.next_state_log_probs(tr, logits_BxExC, coarse_BxE, stage, parametrisation)
+  log_p_BxE = upscale.refined_log_prob(tr, log_probs_BxExC, x_BxE, stage, parametrisation)
   # where, not multiply: the log-probs of known variables may be -inf and must not leak NaN gradients.
-  return sum_over_event(jnp.where(known, 0.0, log_p))
+  return sum_over_event(jnp.where(known_BxE, 0.0, log_p_BxE))
