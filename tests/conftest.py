@@ -14,3 +14,7 @@ _XLA_CACHE = tempfile.mkdtemp(prefix="ardm_tests_xla_cache_")
 atexit.register(shutil.rmtree, _XLA_CACHE, ignore_errors=True)
 os.environ["JAX_COMPILATION_CACHE_DIR"] = _XLA_CACHE
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.5"  # Only programs worth the disk write.
+# gs:// paths through fsspec/gcsfs, which honour the GCS emulator the tests start. etils.epath decides once per
+# process (it caches whether TensorFlow may serve gs://), so the choice is made here, before any test runs,
+# rather than by the first test that touches a gs:// path.
+os.environ["EPATH_USE_TF"] = "false"
