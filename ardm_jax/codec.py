@@ -428,7 +428,7 @@ def encode_files(
       "bundle": bundle.fingerprint,
       "numerics": numerics(),
       "kind": kind,
-      "name": os.path.basename(name),
+      "name": epath.Path(name).name,  # also for gs:// inputs
       "shape": rows.shape,
       "rows": len(rows.x),
       "budget": budget,

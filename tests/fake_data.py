@@ -1,5 +1,7 @@
 """Builders of small real-format data files for tests (nothing is downloaded)."""
 
+import os
+import sys
 import zipfile
 
 import numpy as np
@@ -53,3 +55,19 @@ def mock_cifar10(num_examples: int = 64):
     )
 
   return tfds.testing.mock_data(as_dataset_fn=as_dataset)
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def text8_local_command(workdir, text8_zip, num_steps: int, *flags: str) -> list[str]:
+  """`python main.py` training configs/text8.py:local on a text8.zip (local or gs://) for num_steps steps."""
+  return [
+    sys.executable,
+    os.path.join(REPO, "main.py"),
+    "--config=" + os.path.join(REPO, "configs/text8.py:local"),
+    f"--workdir={workdir}",
+    f"--config.data.path={text8_zip}",
+    f"--config.training.num_train_steps={num_steps}",
+    *flags,
+  ]

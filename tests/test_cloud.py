@@ -75,20 +75,17 @@ def fixture_env(gcs, tmp_path_factory):
 
 
 def main_command(workdir, text8, *extra, mode="train"):
-  return [
-    sys.executable,
-    os.path.join(REPO, "main.py"),
-    "--config=" + os.path.join(REPO, "configs/text8.py:local"),
-    f"--workdir={workdir}",
-    f"--config.data.path={text8}",
-    f"--config.training.num_train_steps={NUM_STEPS}",
+  return fake_data.text8_local_command(
+    workdir,
+    text8,
+    NUM_STEPS,
     "--config.training.checkpoint_every_steps=1",
     "--config.training.eval_every_steps=1000",
     "--config.training.log_every_steps=1",
     "--config.eval.max_batches=1",
     f"--mode={mode}",
     *extra,
-  ]
+  )
 
 
 def launch_pair(workdir, text8, env, log_dir, tag):

@@ -14,7 +14,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 from etils import epath
@@ -33,7 +32,6 @@ from configs import text8
 
 # A restore that fails on a corrupted file leaves orbax's async readers complaining about a closed event loop.
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_STEPS = 16  # Of the uninterrupted run; a checkpoint after every step, the last 3 kept: 14, 15, 16.
 OVERRIDES = {
   "training.checkpoint_every_steps": 1,
@@ -52,15 +50,7 @@ def fixture_text8_zip(tmp_path_factory):
 
 def main_command(workdir, text8_zip, num_steps=NUM_STEPS, **overrides):
   flags = [f"--config.{k}={v}" for k, v in dict(OVERRIDES, **overrides).items()]
-  return [
-    sys.executable,
-    os.path.join(REPO, "main.py"),
-    "--config=" + os.path.join(REPO, "configs/text8.py:local"),
-    f"--workdir={workdir}",
-    f"--config.data.path={text8_zip}",
-    f"--config.training.num_train_steps={num_steps}",
-    *flags,
-  ]
+  return fake_data.text8_local_command(workdir, text8_zip, num_steps, *flags)
 
 
 @pytest.fixture(name="subprocess_env", scope="module")

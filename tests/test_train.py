@@ -5,7 +5,6 @@ import math
 import os
 import socket
 import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -16,8 +15,6 @@ from ardm_jax import checkpointing
 from ardm_jax import evaluation
 from ardm_jax import experiment
 from ardm_jax import train
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def load_config(name: str, arg: str = "local"):
@@ -112,17 +109,14 @@ def _free_port() -> int:
 
 
 def _main_cmd(workdir, text8_zip, *extra):
-  return [
-    sys.executable,
-    os.path.join(REPO, "main.py"),
-    "--config=" + os.path.join(REPO, "configs/text8.py:local"),
-    f"--workdir={workdir}",
-    f"--config.data.path={text8_zip}",
-    "--config.training.num_train_steps=3",
+  return fake_data.text8_local_command(
+    workdir,
+    text8_zip,
+    3,
     "--config.training.checkpoint_every_steps=3",
     "--config.training.eval_every_steps=100",
     *extra,
-  ]
+  )
 
 
 def _env(num_devices: int):
