@@ -1,24 +1,23 @@
-"""File-in, file-out lossless compression with a trained ARDM (arXiv 2110.02037: lossless compression).
+"""File-in, file-out lossless compression with a trained ARDM (arXiv 2110.02037, section 6: lossless compression).
 
 A codec bundle (a directory, local or gs://) is all that decoding needs and outlives the training checkpoints:
-  config.json     the training config (it rebuilds the network);
-  params.msgpack  the EMA parameters (flax msgpack);
+  config.json     the training config (it rebuilds the network; read as JSON data, validated by the schema);
+  params.msgpack  the EMA parameters (flax msgpack: arrays of numeric dtypes only, no pickle);
   codec.json      the data kind, event shape and classes, the coding order of every stage (the best of a few
-                  random orders on training data, as in arXiv 2110.02037 section 4), the optimal plan of every
-                  budget, how many tracker steps were never seen, and the bundle's fingerprint (a SHA-256 of
-                  the three files' content).
+                  random orders on training data), the optimal plan of every budget, the rows per network call,
+                  how many tracker steps were never seen, and the bundle's fingerprint (a SHA-256 of the three
+                  files' content).
 
-A compressed file (container) is self-describing:
-  MAGIC (8 bytes) | format version (uint16) | header length (uint32) | header (zlib JSON) | payload | CRC32
-The header records the bundle fingerprint, the numerics fingerprint (jax/jaxlib versions, backend, device
-kind, x64, XLA flags), the data kind and shape, the budget, plan and order, the network batch size, the number of
-rows and the SHA-256 of the original data; the payload is the file's one rANS message (coder.py: all rows of a
-file are one stream). The trailing CRC32 covers everything before it. A decoder checks all of it before any
-network call, and writes its output under a temporary name that it renames only once the data's SHA-256 matches.
+A compressed file is container.py's version 2: about 30 bytes of header, then the payload. The payload is the
+file's one rANS message (coder.py: all rows of a file are one stream) or, where that is smaller, the output of a
+classic codec (classic.py): with method 'auto' every file is coded by the model and by the classic codecs of its
+kind, and the smallest wins, so a file is never bigger than the best classic codec's output plus the header.
+A decoder checks the whole header before any network call and writes nothing unless the restored data's CRC32
+matches.
 
-Data kinds: 'text' (a 27-letter model: a-z and space), 'bytes' (a K = 256 text model: any file), 'image' (PNG,
-RGB or grayscale, any size, tiled into the model's patches) and 'array' (.npy of integers in 0..K-1 shaped like
-one or several data points).
+Data kinds: 'text' (a 27-letter model: a-z and space), 'bytes' (a K = 256 text model: any file), images (PNG,
+RGB or grayscale, any size, tiled into the model's patches), 'array' (.npy of integers in 0..K-1 shaped like
+one or several data points) and, for the classic codecs only, 'file' (anything the model cannot code).
 """
 
 import dataclasses
@@ -28,7 +27,7 @@ import io
 import json
 import math
 import os
-import struct
+import re
 import zlib
 
 from etils import epath
@@ -38,15 +37,15 @@ import jaxlib
 import ml_collections
 import numpy as np
 
+from ardm_jax import classic
 from ardm_jax import coder
+from ardm_jax import config_schema
+from ardm_jax import container
 from ardm_jax import experiment
 from ardm_jax import plan_walk
 from ardm_jax.data import text as text_lib
 
-MAGIC = b"ARDMzip\x00"
-FORMAT_VERSION = 1
-SUFFIX = ".ardm"
-_PREFIX = struct.Struct("<8sHI")
+SUFFIX = container.SUFFIX
 KINDS = {
   "text8": "text",
   "embedded_text": "text",
@@ -56,6 +55,16 @@ KINDS = {
 }
 # XLA flags that change no numerics (how many host devices to fake, where to dump): left out of the fingerprint.
 _IGNORED_XLA_FLAGS = ("--xla_force_host_platform_device_count", "--xla_dump")
+DEFAULT_BATCH_SIZE = 64
+# Candidates of method 'auto' per data kind (the order breaks ties).
+CANDIDATES = {
+  "text": ("ardm", "stored", "zstd", "brotli", "xz"),
+  "bytes": ("ardm", "stored", "zstd", "brotli", "xz"),
+  "image_rgb": ("ardm", "stored", "webp", "jxl"),
+  "image_l": ("ardm", "stored", "webp", "jxl"),
+  "array": ("ardm", "stored", "zstd"),
+  "file": ("stored", "zstd", "brotli", "xz"),
+}
 
 
 class CodecError(ValueError):
@@ -82,6 +91,11 @@ def numerics() -> dict:
   }
 
 
+def numerics_fingerprint() -> bytes:
+  """4 bytes of the SHA-256 of numerics()."""
+  return hashlib.sha256(json.dumps(numerics(), sort_keys=True).encode()).digest()[:4]
+
+
 # ---------------------------------------------------------------------------------------------------- bundle
 
 
@@ -105,6 +119,16 @@ class Bundle:
   @property
   def num_classes(self) -> int:
     return self.meta["num_classes"]
+
+  @property
+  def batch_size(self) -> int:
+    """Rows per network call: part of the bundle, since the network's outputs may depend on the batch shape."""
+    return int(self.meta.get("batch_size", DEFAULT_BATCH_SIZE))
+
+  @property
+  def fingerprint_bytes(self) -> bytes:
+    """The 8 bytes of the fingerprint that a compressed file records."""
+    return bytes.fromhex(self.fingerprint[:16])
 
   @property
   def budgets(self) -> list[int]:
@@ -155,7 +179,7 @@ def write_bundle(out, config: ml_collections.ConfigDict, params, meta: dict) -> 
 
 
 def load_bundle(path) -> Bundle:
-  """Reads and verifies a bundle directory written by write_bundle."""
+  """Reads and verifies a bundle directory written by write_bundle; its config is validated data."""
   path = epath.Path(path)
   files = {name: path / name for name in ("config.json", "params.msgpack", "codec.json")}
   missing = [name for name, f in files.items() if not f.exists()]
@@ -175,6 +199,10 @@ def load_bundle(path) -> Bundle:
       f"--model={path}: the bundle's files do not match its fingerprint (corrupted or altered); export it again."
     )
   config = ml_collections.ConfigDict(json.loads(config_json))
+  try:
+    config_schema.validate_network(config)
+  except config_schema.ConfigError as e:
+    raise CodecError(f"--model={path}: its config.json is not a valid config: {e}") from None
   params = flax.serialization.msgpack_restore(params_bytes)
   return Bundle(config=config, params=params, meta=meta, fingerprint=meta["fingerprint"])
 
@@ -183,36 +211,102 @@ def load_bundle(path) -> Bundle:
 
 
 @dataclasses.dataclass
-class Rows:
-  """One input as rows of the model's data points: x and fill int32 [n, *event], fixed bool [n, *event]."""
+class Item:
+  """One input prepared for coding.
 
-  x: np.ndarray
-  fixed: np.ndarray
-  shape: dict  # what restores the original from the rows (kind-specific)
-  sha256: str  # of the original data
+  Attributes:
+    kind: the container kind (container.KINDS).
+    shape, dtype: the container's shape fields (dtype: arrays only).
+    file_bytes: what the byte methods code and restore.
+    values: what the model and the image methods code and restore: text bytes, uint8 pixels [H, W(, 3)], or
+      the array; None for 'file'.
+    rows: (x int32 [n, *event], fixed bool [n, *event]) for the model, or None if the model cannot code it.
+    note: what the user should know (a cleaned text, why the model does not code the file).
+  """
+
+  kind: str
+  shape: tuple[int, ...]
+  dtype: str | None
+  file_bytes: bytes
+  values: bytes | np.ndarray | None
+  rows: tuple[np.ndarray, np.ndarray] | None
   note: str = ""
+
+  @property
+  def num_dims(self) -> int:
+    """Dimensions for bits per dimension: characters, bytes, pixels x channels, entries."""
+    if self.kind == "image_rgb":
+      return math.prod(self.shape) * 3
+    return math.prod(self.shape)
 
 
 # The value of the padding positions (not coded, shown to the network as known): both sides know it.
 FILL = {"text": 0, "bytes": ord(" "), "image": 128, "array": 0}
 
 
-def _chunk(ids: np.ndarray, row_length: int, fill: int) -> tuple[np.ndarray, np.ndarray]:
-  """(x [n, L], fixed [n, L]): ids [m] cut into rows of L, the last one padded with fixed `fill` values."""
+def _values_crc(values) -> int:
+  raw = values if isinstance(values, bytes) else np.ascontiguousarray(values).tobytes()
+  return zlib.crc32(raw)
+
+
+def _text_layout(ids: np.ndarray, bundle: Bundle) -> tuple[np.ndarray, np.ndarray]:
+  """(x [n, L], fixed [n, L]): ids [m] cut into rows of L, the last one padded with fixed values."""
+  (row_length,) = bundle.event_shape
   num_rows = -(-len(ids) // row_length)
-  x = np.full(num_rows * row_length, fill, np.int32)
+  x = np.full(num_rows * row_length, FILL[bundle.kind], np.int32)
   x[: len(ids)] = ids
   fixed = np.arange(num_rows * row_length) >= len(ids)
   return x.reshape(num_rows, row_length), fixed.reshape(num_rows, row_length)
 
 
-def text_rows(name: str, raw: bytes, bundle: Bundle, clean: bool = False) -> Rows:
-  """A text file for a text (a-z and space) or bytes model."""
-  (row_length,) = bundle.event_shape
+def _image_layout(pixels: np.ndarray, bundle: Bundle) -> tuple[np.ndarray, np.ndarray]:
+  """(x, fixed) [n, ph, pw, 3]: uint8 pixels [H, W(, 3)] tiled into patches, the edges padded with fixed values."""
+  height, width = pixels.shape[:2]
+  rgb = pixels if pixels.ndim == 3 else np.repeat(pixels[..., None], 3, axis=-1)
+  patch_h, patch_w, channels = bundle.event_shape
+  rows_h, rows_w = -(-height // patch_h), -(-width // patch_w)
+  pad = ((0, rows_h * patch_h - height), (0, rows_w * patch_w - width), (0, 0))
+  padded = np.pad(rgb, pad, constant_values=FILL["image"])
+  fixed = np.ones(padded.shape, bool)
+  fixed[:height, :width] = False
+  tile = lambda a: (
+    a.reshape(rows_h, patch_h, rows_w, patch_w, channels)
+    .transpose(0, 2, 1, 3, 4)
+    .reshape(rows_h * rows_w, patch_h, patch_w, channels)
+  )
+  return tile(padded).astype(np.int32), tile(fixed)
+
+
+def _untile(x: np.ndarray, shape: tuple[int, int], grayscale: bool, bundle: Bundle) -> np.ndarray:
+  """uint8 pixels [H, W(, 3)] from their patches [n, ph, pw, 3]."""
+  patch_h, patch_w, channels = bundle.event_shape
+  height, width = shape
+  rows_h, rows_w = -(-height // patch_h), -(-width // patch_w)
+  image = (
+    x.reshape(rows_h, rows_w, patch_h, patch_w, channels)
+    .transpose(0, 2, 1, 3, 4)
+    .reshape(rows_h * patch_h, rows_w * patch_w, channels)[:height, :width]
+    .astype(np.uint8)
+  )
+  return np.ascontiguousarray(image[..., 0]) if grayscale else image
+
+
+def _layout(kind: str, values, bundle: Bundle) -> tuple[np.ndarray, np.ndarray]:
+  """The model's rows (x, fixed) of an item's values: the one layout that encoder and decoder share."""
+  if kind == "text":
+    return _text_layout(text_lib.bytes_to_ids(np.frombuffer(values, np.uint8), "text"), bundle)
+  if kind == "bytes":
+    return _text_layout(np.frombuffer(values, np.uint8), bundle)
+  if kind in ("image_rgb", "image_l"):
+    return _image_layout(values, bundle)
+  x = np.asarray(values).reshape((-1,) + bundle.event_shape).astype(np.int32)
+  return x, np.zeros(x.shape, bool)
+
+
+def _text_item(name: str, raw: bytes, bundle: Bundle, clean: bool) -> Item:
+  """A file for a text (a-z and space) or bytes model."""
   note = ""
-  if bundle.kind == "bytes":
-    ids = np.frombuffer(raw, np.uint8)
-  else:
+  if bundle.kind == "text":
     if clean:
       raw = text_lib.clean_text(raw.decode("utf-8", errors="replace")).encode("ascii")
       note = (
@@ -231,78 +325,33 @@ def text_rows(name: str, raw: bytes, bundle: Bundle, clean: bool = False) -> Row
         f"decoded file is then the cleaned text), or use a bytes model "
         f"(configs/quickstart.py:bytes)."
       )
-    ids = text_lib.bytes_to_ids(as_bytes, name)
-  x, fixed = _chunk(ids, row_length, FILL[bundle.kind])
-  return Rows(x=x, fixed=fixed, shape={"length": len(ids)}, sha256=_sha256(raw), note=note)
+  return Item(bundle.kind, (len(raw),), None, raw, raw, None, note)
 
 
-def text_output(x: np.ndarray, shape: dict, kind: str) -> bytes:
-  ids = x.reshape(-1)[: shape["length"]]
-  if kind == "bytes":
-    return ids.astype(np.uint8).tobytes()
-  return text_lib.decode(ids).encode("ascii")
-
-
-def image_rows(name: str, raw: bytes, bundle: Bundle) -> Rows:
+def _image_item(name: str, raw: bytes, bundle: Bundle) -> Item:
   """A PNG image: RGB, or grayscale coded as three equal channels; tiled into the model's patches."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
 
   try:
     image = Image.open(io.BytesIO(raw))
+    image_format = image.format
     image.load()
   except Exception as e:  # pylint: disable=broad-except
     raise CodecError(f"{name}: not a readable image ({e}); the image model takes PNG files.") from None
+  if image_format != "PNG":
+    raise CodecError(f"{name}: a {image_format} image; the image model takes PNG files (RGB or grayscale).")
   if image.mode not in ("RGB", "L"):
     raise CodecError(
       f"{name}: PNG mode {image.mode!r} is not supported (RGB and grayscale 'L' are); convert it, "
       f"e.g. with PIL: Image.open(f).convert('RGB').save(f)."
     )
   pixels = np.asarray(image, np.uint8)
-  height, width = pixels.shape[:2]
-  rgb = pixels if pixels.ndim == 3 else np.repeat(pixels[..., None], 3, axis=-1)
-  patch_h, patch_w, channels = bundle.event_shape
-  if channels != 3:
-    raise CodecError(f"{name}: the model codes {channels}-channel patches, PNGs are coded as RGB.")
-  rows_h, rows_w = -(-height // patch_h), -(-width // patch_w)
-  padded = np.pad(
-    rgb, ((0, rows_h * patch_h - height), (0, rows_w * patch_w - width), (0, 0)), constant_values=FILL["image"]
-  )
-  fixed = np.ones(padded.shape, bool)
-  fixed[:height, :width] = False
-  tile = lambda a: (
-    a.reshape(rows_h, patch_h, rows_w, patch_w, channels)
-    .transpose(0, 2, 1, 3, 4)
-    .reshape(rows_h * rows_w, patch_h, patch_w, channels)
-  )
-  shape = {"height": height, "width": width, "mode": image.mode}
-  return Rows(x=tile(padded).astype(np.int32), fixed=tile(fixed), shape=shape, sha256=_pixel_sha256(pixels))
+  if bundle.event_shape[-1] != 3:
+    raise CodecError(f"{name}: the model codes {bundle.event_shape[-1]}-channel patches, PNGs are coded as RGB.")
+  return Item("image_rgb" if image.mode == "RGB" else "image_l", pixels.shape[:2], None, raw, pixels, None)
 
 
-def _pixel_sha256(pixels: np.ndarray) -> str:
-  return _sha256(str(pixels.shape).encode(), np.ascontiguousarray(pixels, np.uint8).tobytes())
-
-
-def image_output(x: np.ndarray, shape: dict, event_shape) -> tuple[bytes, str]:
-  """(PNG bytes, SHA-256 of the pixels)."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-
-  patch_h, patch_w, channels = event_shape
-  height, width = shape["height"], shape["width"]
-  rows_h, rows_w = -(-height // patch_h), -(-width // patch_w)
-  image = (
-    x.reshape(rows_h, rows_w, patch_h, patch_w, channels)
-    .transpose(0, 2, 1, 3, 4)
-    .reshape(rows_h * patch_h, rows_w * patch_w, channels)[:height, :width]
-    .astype(np.uint8)
-  )
-  if shape["mode"] == "L":
-    image = image[..., 0]
-  out = io.BytesIO()
-  Image.fromarray(image, mode=shape["mode"]).save(out, format="PNG")
-  return out.getvalue(), _pixel_sha256(image)
-
-
-def array_rows(name: str, raw: bytes, bundle: Bundle) -> Rows:
+def _array_item(name: str, raw: bytes, bundle: Bundle) -> Item:
   """A .npy array of integers in 0..K-1, shaped like one data point or [n, *event]."""
   try:
     array = np.load(io.BytesIO(raw), allow_pickle=False)
@@ -311,216 +360,280 @@ def array_rows(name: str, raw: bytes, bundle: Bundle) -> Rows:
   event = bundle.event_shape
   if array.shape[-len(event) :] != event or array.ndim > len(event) + 1:
     raise CodecError(f"{name}: shape {array.shape} is neither the model's data point {event} nor [n, *{event}].")
-  if not np.issubdtype(array.dtype, np.integer) or (
-    array.size and (array.min() < 0 or array.max() >= bundle.num_classes)
+  dtype = array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
+  if (
+    dtype.str not in container.DTYPES
+    or dtype != array.dtype
+    or (array.size and (array.min() < 0 or array.max() >= bundle.num_classes))
   ):
     raise CodecError(
-      f"{name}: the model codes integers in 0..{bundle.num_classes - 1}, got dtype {array.dtype}"
-      f"{'' if not array.size else f' with values {array.min()}..{array.max()}'}."
+      f"{name}: the model codes little-endian integers in 0..{bundle.num_classes - 1}, got dtype "
+      f"{array.dtype}{'' if not array.size else f' with values {array.min()}..{array.max()}'}."
     )
-  x = array.reshape((-1,) + event).astype(np.int32)
-  shape = {"dtype": array.dtype.str, "shape": list(array.shape)}
-  return Rows(x=x, fixed=np.zeros(x.shape, bool), shape=shape, sha256=_array_sha256(array))
+  return Item("array", array.shape, array.dtype.str, raw, np.ascontiguousarray(array), None)
 
 
-def _array_sha256(array: np.ndarray) -> str:
-  return _sha256(f"{array.dtype.str}{array.shape}".encode(), np.ascontiguousarray(array).tobytes())
+def prepare(name: str, raw: bytes, bundle: Bundle, *, clean: bool = False, model_only: bool = False) -> Item:
+  """An input file as the codecs see it.
+
+  With model_only, a file the model cannot code is a CodecError naming why; otherwise it becomes a 'file' item
+  for the classic codecs, with the reason in its note.
+  """
+  try:
+    if name.endswith(".npy"):
+      item = _array_item(name, raw, bundle)
+    elif bundle.kind == "image":
+      item = _image_item(name, raw, bundle)
+    else:
+      item = _text_item(name, raw, bundle, clean)
+    if item.num_dims > container.MAX_VALUES:
+      raise CodecError(f"{name}: {item.num_dims} values, above the model's limit of {container.MAX_VALUES} per file.")
+  except CodecError as e:
+    if model_only:
+      raise
+    return Item("file", (len(raw),), None, raw, None, None, f"{e} Coded with the classic codecs only.")
+  return dataclasses.replace(item, rows=_layout(item.kind, item.values, bundle))
 
 
-def array_output(x: np.ndarray, shape: dict) -> tuple[bytes, str]:
-  array = x.reshape(shape["shape"]).astype(np.dtype(shape["dtype"]))
+def restore_file(kind: str, values, bundle: Bundle) -> bytes:
+  """The file that decoding writes for an item's values (text bytes, a PNG, a .npy)."""
+  if kind in ("text", "bytes"):
+    return values
+  if kind in ("image_rgb", "image_l"):
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+
+    out = io.BytesIO()
+    Image.fromarray(values, mode="RGB" if kind == "image_rgb" else "L").save(out, format="PNG")
+    return out.getvalue()
   out = io.BytesIO()
-  np.save(out, array, allow_pickle=False)
-  return out.getvalue(), _array_sha256(array)
+  np.save(out, values, allow_pickle=False)
+  return out.getvalue()
 
 
-def input_rows(name: str, raw: bytes, bundle: Bundle, clean: bool = False) -> tuple[str, Rows]:
-  """(data kind, rows) of one input file for this bundle."""
-  if name.endswith(".npy"):
-    return "array", array_rows(name, raw, bundle)
-  if bundle.kind == "image":
-    return "image", image_rows(name, raw, bundle)
-  return bundle.kind, text_rows(name, raw, bundle, clean)
+# ------------------------------------------------------------------------------------------------ names
 
 
-def output_bytes(kind: str, x: np.ndarray, shape: dict, bundle: Bundle) -> tuple[bytes, str]:
-  """(the restored file, its data SHA-256 as input_rows computes it)."""
-  if kind == "image":
-    return image_output(x, shape, bundle.event_shape)
-  if kind == "array":
-    return array_output(x, shape)
-  data = text_output(x, shape, kind)
-  return data, _sha256(data)
+_BAD_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
 
 
-# ----------------------------------------------------------------------------------------------- container
-
-
-def pack(header: dict, message: np.ndarray) -> bytes:
-  """The container of one file: MAGIC, version, header length, header JSON, payload, CRC32."""
-  header_json = zlib.compress(json.dumps(header, sort_keys=True).encode(), 9)
-  body = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header_json)) + header_json + message.astype("<u4").tobytes()
-  return body + struct.pack("<I", zlib.crc32(body))
-
-
-def unpack(name: str, blob: bytes) -> tuple[dict, np.ndarray]:
-  """(header, message) of a container; CodecError if it is not one, has another version, or is damaged."""
-  if len(blob) < _PREFIX.size or blob[: len(MAGIC)] != MAGIC:
-    raise CodecError(f"{name}: not an ardm compressed file (no {MAGIC!r} at its start).")
-  _, version, header_length = _PREFIX.unpack_from(blob)
-  if version != FORMAT_VERSION:
-    raise CodecError(f"{name}: format version {version}, this decoder reads version {FORMAT_VERSION}.")
-  payload_end = len(blob) - 4
-  if payload_end < _PREFIX.size + header_length or (payload_end - _PREFIX.size - header_length) % 4:
-    raise CodecError(f"{name}: truncated or corrupted ({len(blob)} bytes do not fit its header length).")
-  if zlib.crc32(blob[:payload_end]) != struct.unpack_from("<I", blob, payload_end)[0]:
-    raise CodecError(f"{name}: checksum mismatch: the file is truncated or corrupted.")
-  header = json.loads(zlib.decompress(blob[_PREFIX.size : _PREFIX.size + header_length]))
-  message = np.frombuffer(blob[_PREFIX.size + header_length : payload_end], "<u4").astype(np.uint32)
-  return header, message
-
-
-def check_compatible(name: str, header: dict, bundle: Bundle) -> None:
-  """Refuses (naming what differs) a file made with another bundle or under other numerics."""
-  if header["bundle"] != bundle.fingerprint:
-    raise CodecError(
-      f"{name} was compressed with bundle {header['bundle']}, not with --model (bundle "
-      f"{bundle.fingerprint}); decode it with the bundle it was made with."
-    )
-  here = numerics()
-  diffs = [
-    f"{k}: {header['numerics'].get(k)!r} when encoded, {here[k]!r} here"
-    for k in sorted(here)
-    if header["numerics"].get(k) != here[k]
-  ]
-  if diffs:
-    raise CodecError(f"{name}: decoding needs the encoder's numerics, which differ: {'; '.join(diffs)}.")
-  if header["plan"] != bundle.plan(header["budget"]).tolist() or header["order"] != bundle.meta["order"]:
-    raise CodecError(f"{name}: its plan or order differs from the bundle's (damaged file).")
+def check_base_name(name: str, what: str) -> str:
+  """`name` if it is a safe base name (no separators, not '.' or '..', no control characters); else CodecError."""
+  if (
+    not isinstance(name, str)
+    or not name
+    or name in (".", "..")
+    or _BAD_NAME.search(name)
+    or os.path.isabs(name)
+    or len(name.encode("utf-8", "surrogatepass")) > 255
+  ):
+    raise CodecError(f"{what}: the stored name {name!r} is not a plain file name (crafted file?); not used.")
+  return name
 
 
 # ------------------------------------------------------------------------------------------- encode/decode
 
 
-def encode_files(
-  bundle: Bundle, inputs: dict[str, bytes], budget: int, *, batch_size: int = 64, clean: bool = False
-) -> dict[str, bytes]:
-  """Compresses every input (name -> content) into one container each; all rows share each network call."""
-  starts = bundle.plan(budget)
-  kinds_rows = {name: input_rows(name, raw, bundle, clean) for name, raw in inputs.items()}
-  for _, rows in kinds_rows.values():
-    if rows.note:
-      print(rows.note)
-  names = list(kinds_rows)
-  all_rows = [kinds_rows[n][1] for n in names]
-  x, fixed, streams = _stack(bundle, all_rows)
-  messages = (
-    coder.encode(
-      bundle.logits_fn, x, bundle.order, starts, bundle.process, streams=streams, fixed=fixed, batch_size=batch_size
-    )
-    if len(x)
-    else []
+@dataclasses.dataclass
+class Encoded:
+  """A compressed file and what every candidate method would have cost."""
+
+  blob: bytes
+  method: str
+  sizes: dict[str, int]  # method -> bytes of its compressed file
+  num_dims: int
+  note: str = ""
+
+
+def _header(bundle: Bundle, item: Item, method: str, budget: int, metadata) -> container.Header:
+  byte_method = method in container.BYTE_METHODS
+  return container.Header(
+    method=method,
+    bundle=bundle.fingerprint_bytes,
+    numerics=numerics_fingerprint(),
+    data_crc=zlib.crc32(item.file_bytes) if byte_method else _values_crc(item.values),
+    kind=item.kind,
+    shape=tuple(item.shape),
+    dtype=item.dtype,
+    budget_index=bundle.budgets.index(budget) if method == "ardm" else None,
+    file_size=len(item.file_bytes) if byte_method and item.kind in ("image_rgb", "image_l", "array") else None,
+    metadata=metadata,
   )
-  message_of = dict(zip([n for n, r in zip(names, all_rows) if len(r.x)], messages))
+
+
+def _classic_payload(method: str, item: Item) -> bytes:
+  if method in container.BYTE_METHODS:
+    return classic.encode_bytes(method, item.file_bytes)
+  return classic.encode_pixels(method, item.values)
+
+
+def encode_files(
+  bundle: Bundle,
+  inputs: dict[str, bytes],
+  budget: int,
+  *,
+  method: str = "auto",
+  clean: bool = False,
+  keep_names: bool = False,
+) -> dict[str, Encoded]:
+  """Compresses every input (name -> content) into one file each.
+
+  Args:
+    method: 'auto' (the smallest of the model and the classic codecs of the file's kind), 'ardm' (the model
+      only), or one classic method (container.METHODS).
+    keep_names: store each input's base name in the file's metadata field.
+  Returns:
+    name -> Encoded. The model's rows of all inputs share each network call.
+  """
+  if method not in ("auto",) + container.METHODS:
+    raise CodecError(f"--method={method}: choose auto or one of {', '.join(container.METHODS)}.")
+  starts = bundle.plan(budget)
+  items = {name: prepare(name, raw, bundle, clean=clean, model_only=method == "ardm") for name, raw in inputs.items()}
+  tried = {name: [m for m in CANDIDATES[item.kind] if method in ("auto", m)] for name, item in items.items()}
+  for name, methods in tried.items():
+    if not methods:
+      raise CodecError(f"{name}: method {method} does not code {items[name].kind} data; use --method=auto.")
+  coded = [n for n, m in tried.items() if "ardm" in m and len(items[n].rows[0])]
+  ardm_payloads = {n: b"" for n, m in tried.items() if "ardm" in m}
+  if coded:
+    event = bundle.event_shape
+    x = np.concatenate([items[n].rows[0].reshape((-1,) + event) for n in coded])
+    fixed = np.concatenate([items[n].rows[1].reshape((-1,) + event) for n in coded])
+    streams = np.repeat(np.arange(len(coded)), [len(items[n].rows[0]) for n in coded])
+    messages = coder.encode(
+      bundle.logits_fn,
+      x,
+      bundle.order,
+      starts,
+      bundle.process,
+      streams=streams,
+      fixed=fixed,
+      batch_size=bundle.batch_size,
+      checksum=False,
+    )
+    ardm_payloads.update({n: m.astype("<u4").tobytes() for n, m in zip(coded, messages)})
   out = {}
-  for name, (kind, rows) in kinds_rows.items():
-    header = {
-      "bundle": bundle.fingerprint,
-      "numerics": numerics(),
-      "kind": kind,
-      "name": epath.Path(name).name,  # also for gs:// inputs
-      "shape": rows.shape,
-      "rows": len(rows.x),
-      "budget": budget,
-      "plan": starts.tolist(),
-      "order": bundle.meta["order"],
-      "batch_size": batch_size,
-      "sha256": rows.sha256,
-    }
-    out[name] = pack(header, message_of.get(name, np.zeros(0, np.uint32)))
+  for name, item in items.items():
+    metadata = {"name": check_base_name(epath.Path(name).name, name)} if keep_names else None
+    blobs = {}
+    for m in tried[name]:
+      payload = ardm_payloads[name] if m == "ardm" else _classic_payload(m, item)
+      blobs[m] = container.pack(_header(bundle, item, m, budget, metadata), payload)
+    best = min(blobs, key=lambda m: len(blobs[m]))  # the first of the smallest, in CANDIDATES order
+    out[name] = Encoded(blobs[best], best, {m: len(b) for m, b in blobs.items()}, item.num_dims, item.note)
   return out
 
 
-def _stack(bundle: Bundle, all_rows: list[Rows]):
-  event = bundle.event_shape
-  x = np.concatenate([r.x.reshape((-1,) + event) for r in all_rows] + [np.zeros((0,) + event, np.int32)])
-  fixed = np.concatenate([r.fixed.reshape((-1,) + event) for r in all_rows] + [np.zeros((0,) + event, bool)])
-  nonempty = [r for r in all_rows if len(r.x)]
-  streams = np.repeat(np.arange(len(nonempty)), [len(r.x) for r in nonempty])
-  return x, fixed, streams
+def read_header(name: str, blob: bytes, bundle: Bundle) -> tuple[container.Header, bytes]:
+  """(header, payload) of a compressed file, refused (CodecError) unless this bundle can decode it."""
+  try:
+    header, payload = container.unpack(name, blob)
+  except container.FormatError as e:
+    raise CodecError(str(e)) from None
+  if header.method != "ardm":
+    return header, payload
+  if header.bundle != bundle.fingerprint_bytes:
+    raise CodecError(
+      f"{name} was compressed with bundle {header.bundle.hex()}, not with --model (bundle "
+      f"{bundle.fingerprint_bytes.hex()}); decode it with the bundle it was made with."
+    )
+  if header.numerics != numerics_fingerprint():
+    here = ", ".join(f"{k} {v!r}" for k, v in numerics().items())
+    raise CodecError(
+      f"{name}: it was encoded under other numerics (fingerprint {header.numerics.hex()}; here "
+      f"{numerics_fingerprint().hex()}: {here}); the decoder needs the encoder's jax, jaxlib, backend, device "
+      f"kind, x64 and XLA flags."
+    )
+  model_kind = {"text": "text", "bytes": "bytes", "image_rgb": "image", "image_l": "image"}.get(header.kind, "array")
+  if model_kind not in (bundle.kind, "array") or header.budget_index >= len(bundle.budgets):
+    raise CodecError(f"{name}: its kind {header.kind} or budget index does not fit the bundle (damaged file).")
+  if header.kind == "array" and (
+    header.shape[-len(bundle.event_shape) :] != bundle.event_shape or len(header.shape) > len(bundle.event_shape) + 1
+  ):
+    raise CodecError(f"{name}: its array shape {header.shape} does not fit the bundle (damaged file).")
+  if len(payload) % 4:
+    raise CodecError(f"{name}: truncated or corrupted (its payload is not whole 32-bit words).")
+  return header, payload
 
 
-def decode_files(bundle: Bundle, inputs: dict[str, bytes]) -> dict[str, tuple[str, bytes]]:
-  """Decompresses containers (name -> content): name -> (original base name, restored content).
+def _template(header: container.Header, bundle: Bundle):
+  """Zero values of the header's kind and shape, to lay out the rows the decoder fills."""
+  if header.kind in ("text", "bytes"):
+    return bytes(header.shape[0]) if header.kind == "bytes" else b" " * header.shape[0]
+  if header.kind in ("image_rgb", "image_l"):
+    return np.zeros(tuple(header.shape) + ((3,) if header.kind == "image_rgb" else ()), np.uint8)
+  return np.zeros(header.shape, np.dtype(header.dtype))
 
-  Every header is checked before any network call; files coded with the same budget and batch size share
-  each network call.
+
+def _values_of(header: container.Header, x: np.ndarray, bundle: Bundle):
+  """The values (as _layout takes them) of the decoded rows x [n, *event]."""
+  if header.kind == "text":
+    return text_lib.decode(x.reshape(-1)[: header.shape[0]]).encode("ascii")
+  if header.kind == "bytes":
+    return x.reshape(-1)[: header.shape[0]].astype(np.uint8).tobytes()
+  if header.kind in ("image_rgb", "image_l"):
+    return _untile(x, header.shape, header.kind == "image_l", bundle)
+  return x.reshape(header.shape).astype(np.dtype(header.dtype))
+
+
+def decode_files(bundle: Bundle, inputs: dict[str, bytes]) -> dict[str, bytes]:
+  """Decompresses files (name -> content) into name -> restored content.
+
+  Every header is checked before any network call; files coded with the same budget share each network call.
+  CodecError, and nothing returned, if any restored data does not match its CRC32.
   """
-  headers = {}
-  for name, blob in inputs.items():
-    header, message = unpack(name, blob)
-    check_compatible(name, header, bundle)
-    if header["rows"] and message.size == 0:
-      raise CodecError(f"{name}: truncated (no payload).")
-    headers[name] = (header, message)
-  out = {}
-  groups = {}
+  headers = {name: read_header(name, blob, bundle) for name, blob in inputs.items()}
+  restored = {}
+  for name, (header, payload) in headers.items():
+    try:
+      if header.method in container.BYTE_METHODS:
+        restored[name] = (classic.decode_bytes(header.method, payload, header.restored_size), None)
+      elif header.method in container.IMAGE_METHODS:
+        shape = tuple(header.shape) + ((3,) if header.kind == "image_rgb" else ())
+        restored[name] = (None, classic.decode_pixels(header.method, payload, shape))
+    except ValueError as e:
+      raise CodecError(f"{name}: corrupted: {e}.") from None
+  by_budget = {}
   for name, (header, _) in headers.items():
-    groups.setdefault((header["budget"], header["batch_size"]), []).append(name)
-  for (budget, batch_size), names in groups.items():
-    coded = [n for n in names if headers[n][0]["rows"]]
-    num_rows = [headers[n][0]["rows"] for n in coded]
-    shape = (sum(num_rows),) + bundle.event_shape
-    fixed, fill = np.zeros(shape, bool), np.zeros(shape, np.int32)
+    if header.method == "ardm":
+      by_budget.setdefault(header.budget_index, []).append(name)
+  for budget_index, names in by_budget.items():
+    layouts = {n: _layout(headers[n][0].kind, _template(headers[n][0], bundle), bundle) for n in names}
+    coded = [n for n in names if len(layouts[n][0])]
+    for n in names:
+      if not coded or n not in coded:
+        restored[n] = (None, _values_of(headers[n][0], layouts[n][0], bundle))
+      elif not headers[n][1]:
+        raise CodecError(f"{n}: truncated (no payload).")
+    if not coded:
+      continue
+    num_rows = [len(layouts[n][0]) for n in coded]
+    try:
+      x = coder.decode(
+        bundle.logits_fn,
+        [np.frombuffer(headers[n][1], "<u4").astype(np.uint32) for n in coded],
+        bundle.order,
+        bundle.plan(bundle.budgets[budget_index]),
+        bundle.process,
+        (sum(num_rows),) + bundle.event_shape,
+        streams=np.repeat(np.arange(len(coded)), num_rows),
+        fixed=np.concatenate([layouts[n][1] for n in coded]),
+        fill=np.concatenate([layouts[n][0] for n in coded]),
+        batch_size=bundle.batch_size,
+        checksum=False,
+      )
+    except ValueError as e:
+      raise CodecError(f"{', '.join(coded)}: corrupted: {e}") from None
     offsets = np.cumsum([0] + num_rows)
     for n, first, last in zip(coded, offsets[:-1], offsets[1:]):
-      fixed[first:last] = _fixed_positions(headers[n][0], bundle)
-      fill[first:last] = FILL[headers[n][0]["kind"]]
-    x = (
-      coder.decode(
-        bundle.logits_fn,
-        [headers[n][1] for n in coded],
-        bundle.order,
-        bundle.plan(budget),
-        bundle.process,
-        shape,
-        streams=np.repeat(np.arange(len(coded)), num_rows),
-        fixed=fixed,
-        fill=fill,
-        batch_size=batch_size,
-      )
-      if coded
-      else None
-    )
-    for n in names:
-      header = headers[n][0]
-      rows = (
-        x[offsets[coded.index(n)] : offsets[coded.index(n) + 1]]
-        if n in coded
-        else np.zeros((0,) + bundle.event_shape, np.int32)
-      )
-      data, sha256 = output_bytes(header["kind"], rows, header["shape"], bundle)
-      if sha256 != header["sha256"]:
-        raise CodecError(f"{n}: the decoded data does not match its checksum (corrupted file or other numerics).")
-      out[n] = (header["name"], data)
+      restored[n] = (None, _values_of(headers[n][0], x[first:last], bundle))
+  out = {}
+  for name, (header, _) in headers.items():
+    file_bytes, values = restored[name]
+    crc = zlib.crc32(file_bytes) if file_bytes is not None else _values_crc(values)
+    if crc != header.data_crc:
+      raise CodecError(f"{name}: the decoded data does not match its checksum (corrupted file or other numerics).")
+    out[name] = file_bytes if file_bytes is not None else restore_file(header.kind, values, bundle)
   return out
-
-
-def _fixed_positions(header: dict, bundle: Bundle) -> np.ndarray:
-  """bool [rows, *event]: the padding positions the encoder did not code (their values are FILL[kind])."""
-  kind, shape, num_rows = header["kind"], header["shape"], header["rows"]
-  event = bundle.event_shape
-  if kind in ("text", "bytes"):
-    return (np.arange(num_rows * math.prod(event)) >= shape["length"]).reshape((num_rows,) + event)
-  if kind == "image":
-    patch_h, patch_w, channels = event
-    rows_h, rows_w = -(-shape["height"] // patch_h), -(-shape["width"] // patch_w)
-    fixed = np.ones((rows_h * patch_h, rows_w * patch_w, channels), bool)
-    fixed[: shape["height"], : shape["width"]] = False
-    return (
-      fixed.reshape(rows_h, patch_h, rows_w, patch_w, channels).transpose(0, 2, 1, 3, 4).reshape((num_rows,) + event)
-    )
-  return np.zeros((num_rows,) + event, bool)
 
 
 def data_kind(config: ml_collections.ConfigDict) -> str:

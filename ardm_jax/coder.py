@@ -194,11 +194,13 @@ def _with_header(words: np.ndarray, settings_crc: int) -> np.ndarray:
   return np.concatenate([np.array([crc], np.uint32), words.astype(np.uint32)])
 
 
-def _open(message, settings_crc: int):
-  """A constriction AnsCoder on the message's ANS words, after checking the header."""
+def _open(message, settings_crc: int | None):
+  """A constriction AnsCoder on the message's ANS words, after checking the header (None: no header)."""
   message = np.asarray(message)
   if message.dtype != np.uint32 or message.ndim != 1:
     raise ValueError(f"a message is a 1-D uint32 array, got {message.dtype} with shape {message.shape}.")
+  if settings_crc is None:
+    return constriction.stream.stack.AnsCoder(np.ascontiguousarray(message))
   if message.size < HEADER_WORDS:
     raise ValueError("the message is empty: it has no header.")
   words = message[HEADER_WORDS:]
@@ -248,6 +250,7 @@ def encode(
   fixed=None,
   batch_size: int = 64,
   eps: float = EPS,
+  checksum: bool = True,
 ) -> list[np.ndarray]:
   """Compresses rows of data, one message per stream, with one batched network call per planned step.
 
@@ -263,6 +266,8 @@ def encode(
     fixed: bool [N, *event] or None: positions not coded (the decoder gets their values as `fill`).
     batch_size: rows per network call; the decoder must use the same (its outputs depend on the batch shape).
     eps: smoothing of the predictions (quantized_probabilities).
+    checksum: start every message with the CRC32 word; False: bare ANS words, for a caller whose container
+      has its own checksum over the message and the settings (codec.py).
   Returns:
     One message (uint32 [words]) per stream.
   """
@@ -281,7 +286,10 @@ def encode(
     return children[coded]
 
   _walk(logits_fn, process, rows, batch_size, eps, code_step)
-  return [_with_header(_push(stream_steps), settings) for stream_steps, settings in zip(steps, rows.settings)]
+  words = [_push(stream_steps) for stream_steps in steps]
+  if not checksum:
+    return [w.astype(np.uint32) for w in words]
+  return [_with_header(w, settings) for w, settings in zip(words, rows.settings)]
 
 
 def decode(
@@ -297,6 +305,7 @@ def decode(
   fill=None,
   batch_size: int = 64,
   eps: float = EPS,
+  checksum: bool = True,
 ) -> np.ndarray:
   """Decompresses the messages of `encode` with the same network, orders, plan and settings.
 
@@ -304,7 +313,7 @@ def decode(
     messages: one uint32 message per stream.
     shape: (N, *event_shape).
     fixed, fill: the positions not coded and their classes (int [N, *event]; read only where fixed).
-    logits_fn, sigma, starts, process, streams, batch_size, eps: as given to encode.
+    logits_fn, sigma, starts, process, streams, batch_size, eps, checksum: as given to encode.
   Returns:
     x: int32 [N, *event_shape].
   Raises:
@@ -314,7 +323,7 @@ def decode(
   rows = _Rows(process, shape, sigma, starts, streams, fixed, fill, batch_size, eps)
   if len(messages) != rows.num_streams:
     raise ValueError(f"{rows.num_streams} streams need as many messages, got {len(messages)}.")
-  coders = [_open(message, settings) for message, settings in zip(messages, rows.settings)]
+  coders = [_open(message, settings if checksum else None) for message, settings in zip(messages, rows.settings)]
   family = constriction.stream.model.Categorical(perfect=False)
 
   def code_step(s, step, freqs, coded):

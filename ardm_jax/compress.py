@@ -1,14 +1,18 @@
-r"""Compress your own files with a trained ARDM (codec.py has the formats).
+r"""Compress your own files with a trained ARDM (codec.py and container.py have the formats).
 
   python -m ardm_jax.compress export --workdir=W -o MODEL [--budgets=20,100]  # the workdir's own config
-  python -m ardm_jax.compress encode --model=MODEL [--budget=B] INPUT... -o OUT
+  python -m ardm_jax.compress encode --model=MODEL [--budget=B] [--method=auto] INPUT... -o OUT
   python -m ardm_jax.compress decode --model=MODEL INPUT.ardm... -o OUT
-  python -m ardm_jax.compress info --model=MODEL [INPUT.ardm...]
+  python -m ardm_jax.compress info --model=MODEL [INPUT...]
 
 With one input, OUT is the output file; with several, a directory (created if missing) that receives
-INPUT.ardm (encode) or the original file names (decode).
+INPUT.ardm (encode) or, for decode, each input's own file name without `.ardm` (never a name read from the
+compressed file, unless --stored_names is given and the stored name is a plain base name). Nothing is written
+over an existing file or symlink unless --force is given. `info` shows a compressed file's header, or for any
+other file what every candidate method would make of it.
 """
 
+import os
 import sys
 import time
 
@@ -37,7 +41,17 @@ flags.DEFINE_string("model", None, "encode/decode/info: the codec bundle.")
 flags.DEFINE_string("output", None, "Output file (one input) or directory.", short_name="o")
 flags.DEFINE_list("budgets", ["20", "100", "D"], "export: network calls per stage to plan for ('D': one per variable).")
 flags.DEFINE_integer("budget", None, "encode: network calls per stage (one of the bundle's; default its smallest).")
-flags.DEFINE_integer("batch_size", 64, "encode: rows per network call (decoding uses the encoder's).")
+flags.DEFINE_integer("batch_size", codec.DEFAULT_BATCH_SIZE, "export: rows per network call (kept in the bundle).")
+flags.DEFINE_enum(
+  "method",
+  "auto",
+  ("auto",) + codec.container.METHODS,
+  "encode: 'auto' keeps the smallest of the model and the classic codecs of the file's kind; 'ardm' forces the "
+  "model; or one classic codec.",
+)
+flags.DEFINE_bool("keep_name", False, "encode: store each input's base name in the file (a few bytes).")
+flags.DEFINE_bool("stored_names", False, "decode into a directory: name outputs by their stored base names.")
+flags.DEFINE_bool("force", False, "encode/decode: replace existing output files.")
 flags.DEFINE_bool(
   "clean",
   False,
@@ -58,7 +72,15 @@ def _restore(config, workdir):
 
 
 def export(
-  config, workdir: str, out: str, budgets, *, num_orders: int = 4, order_rows: int = 64, seed: int = 0
+  config,
+  workdir: str,
+  out: str,
+  budgets,
+  *,
+  num_orders: int = 4,
+  order_rows: int = 64,
+  seed: int = 0,
+  batch_size: int = codec.DEFAULT_BATCH_SIZE,
 ) -> codec.Bundle:
   """Writes the codec bundle of a trained workdir: EMA parameters, config, order and plans."""
   exp, state = _restore(config, workdir)
@@ -100,6 +122,8 @@ def export(
     "order": candidates[best].reshape(num_stages, -1).tolist(),
     "order_bpd": bpd,
     "plans": plans,
+    "step_losses": [np.asarray(stage_losses, np.float64).tolist() for stage_losses in losses],
+    "batch_size": int(batch_size),
     "unseen_steps": unseen,
     "train_step": int(state.step),
   }
@@ -123,12 +147,77 @@ def _plan_report(bundle: codec.Bundle) -> str:
   return "\n".join(lines + ([note] if note else []))
 
 
-def _outputs(inputs, out: str, names) -> list[epath.Path]:
+def _targets(inputs, out: str, names) -> list[epath.Path]:
+  """The output path of every input: OUT itself for one input (unless it is a directory), else OUT/name."""
   out = paths.resolve(out)
   if len(inputs) == 1 and not out.is_dir():
     return [out]
+  if len(set(names)) < len(names):
+    twice = sorted({n for n in names if names.count(n) > 1})
+    raise codec.CodecError(f"several inputs would be written to the same output name(s) in {out}: {twice}.")
   out.mkdir(parents=True, exist_ok=True)
   return [out / name for name in names]
+
+
+def _decoded_name(name: str, header) -> str:
+  """The output base name of a compressed input: its own name less .ardm, or the checked stored name."""
+  if FLAGS.stored_names:
+    stored = (header.metadata or {}).get("name")
+    if stored is None:
+      raise codec.CodecError(f"{name}: --stored_names, but it has no stored name (encode with --keep_name).")
+    return codec.check_base_name(stored, name)
+  base = epath.Path(name).name
+  return base[: -len(codec.SUFFIX)] if base.endswith(codec.SUFFIX) and len(base) > len(codec.SUFFIX) else base + ".out"
+
+
+def _exists(target) -> codec.CodecError:
+  return codec.CodecError(f"{target} exists (a file or symlink); not replaced: pass --force to replace it.")
+
+
+def _write_all(targets, contents) -> None:
+  """Writes every output, refusing before the first write if any exists (without --force)."""
+  if not FLAGS.force:
+    taken = [t for t in targets if os.path.lexists(t) or (paths.is_url(t) and t.exists())]
+    if taken:
+      raise _exists(taken[0])
+  for target, content in zip(targets, contents):
+    try:
+      paths.write_new_file(target, content, force=FLAGS.force)
+    except FileExistsError:
+      raise _exists(target) from None
+    except IsADirectoryError:
+      raise codec.CodecError(f"{target} is a directory; give another -o.") from None
+
+
+def _bpd(size_bytes: int, num_dims: int) -> str:
+  return f"{8 * size_bytes / num_dims:.3f}" if num_dims else "-"
+
+
+def _info(bundle: codec.Bundle, inputs) -> None:
+  print(
+    f"bundle {bundle.fingerprint}: {bundle.kind} model, data points {bundle.event_shape}, "
+    f"{bundle.num_classes} classes, trained {bundle.meta['train_step']} steps, {bundle.batch_size} rows per call"
+  )
+  print(_plan_report(bundle))
+  originals = {}
+  for name in inputs:
+    blob = paths.resolve(name).read_bytes()
+    if not blob.startswith(codec.container.MAGIC):
+      originals[name] = blob
+      continue
+    header, payload = codec.read_header(name, blob, bundle)
+    dims = header.num_dims
+    budget = f", budget {bundle.budgets[header.budget_index]}" if header.method == "ardm" else ""
+    print(
+      f"{name}: {header.method}{budget}, {header.kind} {header.shape}, {len(blob)} bytes = "
+      f"{len(blob) - len(payload)} header + {len(payload)} payload, {_bpd(len(blob), dims)} bpd"
+      + (f", metadata {header.metadata}" if header.metadata else "")
+    )
+  if originals:
+    budget = FLAGS.budget or bundle.budgets[0]
+    for name, encoded in codec.encode_files(bundle, originals, budget, clean=FLAGS.clean).items():
+      sizes = ", ".join(f"{m} {n} B = {_bpd(n, encoded.num_dims)} bpd" for m, n in encoded.sizes.items())
+      print(f"{name} ({len(originals[name])} bytes, {encoded.num_dims} dims): {sizes}; auto keeps {encoded.method}")
 
 
 def main(argv):
@@ -140,44 +229,53 @@ def main(argv):
     if not FLAGS.workdir or not FLAGS.output:
       raise app.UsageError("export needs --workdir and -o MODEL (and --config if the workdir records none).")
     export(
-      FLAGS.config, FLAGS.workdir, FLAGS.output, FLAGS.budgets, num_orders=FLAGS.num_orders, order_rows=FLAGS.order_rows
+      FLAGS.config,
+      FLAGS.workdir,
+      FLAGS.output,
+      FLAGS.budgets,
+      num_orders=FLAGS.num_orders,
+      order_rows=FLAGS.order_rows,
+      batch_size=FLAGS.batch_size,
     )
     return
   if not FLAGS.model:
     raise app.UsageError(f"{command} needs --model=MODEL (a bundle from `export`).")
   bundle = codec.load_bundle(FLAGS.model)
-  if command == "info":
-    print(
-      f"bundle {bundle.fingerprint}: {bundle.kind} model, data points {bundle.event_shape}, "
-      f"{bundle.num_classes} classes, trained {bundle.meta['train_step']} steps"
-    )
-    print(_plan_report(bundle))
-    for name in inputs:
-      header, message = codec.unpack(name, epath.Path(name).read_bytes())
-      shown = {k: v for k, v in header.items() if k not in ("order", "plan")}
-      print(f"{name}: {32 * message.size} payload bits, {shown}")
-    return
-  if not inputs or not FLAGS.output:
-    raise app.UsageError(f"{command} needs INPUT... and -o OUT.")
-  blobs = {}
   for name in inputs:
     if not paths.resolve(name).is_file():
       raise codec.CodecError(f"{name}: no such file.")
-    blobs[name] = paths.resolve(name).read_bytes()
+  if command == "info":
+    _info(bundle, inputs)
+    return
+  if not inputs or not FLAGS.output:
+    raise app.UsageError(f"{command} needs INPUT... and -o OUT.")
+  blobs = {name: paths.resolve(name).read_bytes() for name in inputs}
   start = time.perf_counter()
   if command == "encode":
     budget = FLAGS.budget or bundle.budgets[0]
-    results = codec.encode_files(bundle, blobs, budget, batch_size=FLAGS.batch_size, clean=FLAGS.clean)
-    targets = _outputs(inputs, FLAGS.output, [epath.Path(n).name + codec.SUFFIX for n in inputs])
+    results = codec.encode_files(
+      bundle, blobs, budget, method=FLAGS.method, clean=FLAGS.clean, keep_names=FLAGS.keep_name
+    )
+    targets = _targets(inputs, FLAGS.output, [epath.Path(n).name + codec.SUFFIX for n in inputs])
+    _write_all(targets, [results[name].blob for name in inputs])
     for name, path in zip(inputs, targets):
-      paths.write_atomically(path, results[name])
-      print(f"{name}: {len(blobs[name])} -> {len(results[name])} bytes ({path})")
+      encoded = results[name]
+      if encoded.note:
+        print(encoded.note)
+      others = ", ".join(f"{m} {n}" for m, n in encoded.sizes.items() if m != encoded.method)
+      print(
+        f"{name}: {len(blobs[name])} -> {len(encoded.blob)} bytes, {encoded.method}"
+        f"{f' (also tried: {others})' if others else ''} ({path})"
+      )
   else:
+    headers = {name: codec.read_header(name, blob, bundle)[0] for name, blob in blobs.items()}
+    targets = _targets(inputs, FLAGS.output, [_decoded_name(n, headers[n]) for n in inputs])
+    if not FLAGS.force:
+      _write_all(targets, [])  # refuses before any network call
     results = codec.decode_files(bundle, blobs)
-    targets = _outputs(inputs, FLAGS.output, [results[n][0] for n in inputs])
+    _write_all(targets, [results[name] for name in inputs])  # only reached once every data checksum matched
     for name, path in zip(inputs, targets):
-      paths.write_atomically(path, results[name][1])  # only reached once the data checksum matched
-      print(f"{name}: restored {len(results[name][1])} bytes ({path})")
+      print(f"{name}: restored {len(results[name])} bytes ({path})")
   print(f"{command}d {len(inputs)} file(s) in {time.perf_counter() - start:.1f} s")
 
 

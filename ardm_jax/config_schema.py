@@ -255,6 +255,14 @@ def validate(config) -> None:
     )
 
 
+def validate_network(config) -> None:
+  """The checks of validate() on the sections that build the network (model, objective), for a codec bundle."""
+  for section in ("model", "objective"):
+    if section not in config:
+      raise ConfigError(f"config.{section} is missing; add it to the config file (configs/common.py builds it).")
+    _validate_section(config[section], SCHEMA[section], f"{section}.")
+
+
 def check_against_data(config, num_variables: int, num_classes: int) -> None:
   """The checks that need the data: D = num_variables per data point, K = num_classes values per variable."""
   for key in ("sample.budget", "compress.budget"):

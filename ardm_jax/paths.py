@@ -51,6 +51,39 @@ def write_atomically(path: epath.Path, data: bytes | str) -> None:
   os.replace(tmp, path)
 
 
+def write_new_file(path: epath.Path, data: bytes, *, force: bool = False) -> None:
+  """Writes a whole file that a reader sees complete or not at all, never through a symlink.
+
+  Without force, an existing file (or symlink, or anything else) at `path` is kept and FileExistsError raised;
+  with force, a file or symlink there is replaced (the link itself, never its target). Locally the data goes to
+  a new temporary sibling (O_EXCL | O_NOFOLLOW), which is then hard-linked (no replace) or renamed into place.
+  """
+  if is_url(path):
+    if force:
+      path.write_bytes(data)
+    elif not create_exclusively(path, data):
+      raise FileExistsError(f"{path} exists")
+    return
+  local = os.fspath(path)
+  if os.path.isdir(local) and not os.path.islink(local):
+    raise IsADirectoryError(f"{path} is a directory")
+  if not force and os.path.lexists(local):
+    raise FileExistsError(f"{path} exists")
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = os.path.join(os.path.dirname(local), f".{os.path.basename(local)}.{uuid.uuid4().hex}.tmp")
+  fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+  try:
+    with os.fdopen(fd, "wb") as f:
+      f.write(data)
+    if force:
+      os.replace(tmp, local)
+    else:
+      os.link(tmp, local, follow_symlinks=False)  # atomic, and fails if anything appeared there meanwhile
+  finally:
+    if os.path.lexists(tmp):
+      os.unlink(tmp)
+
+
 def create_exclusively(path: epath.Path, data: bytes) -> bool:
   """Creates `path` with `data` only if nothing exists there (local O_EXCL; GCS ifGenerationMatch=0).
 

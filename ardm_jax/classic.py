@@ -1,0 +1,69 @@
+"""The classic codecs a compressed file may use instead of the model, so that it is never bigger than theirs.
+
+Byte methods code a file's bytes: 'stored' (the bytes as they are: a PNG's own bytes), 'zstd' (level 19),
+'brotli' (quality 11) and 'xz' (preset 9, extreme). Image methods code pixels: 'webp' (lossless, level 100,
+method 6) and 'jxl' (JPEG XL lossless, effort 9). All come from imagecodecs, except xz (Python's lzma).
+Decoders are given the exact output size, so a crafted payload cannot make them allocate more.
+"""
+
+import lzma
+
+import imagecodecs
+import numpy as np
+
+
+def encode_bytes(method: str, data: bytes) -> bytes:
+  """The payload of `data` under a byte method."""
+  if method == "stored":
+    return data
+  if method == "zstd":
+    return imagecodecs.zstd_encode(data, level=19)
+  if method == "brotli":
+    return imagecodecs.brotli_encode(data, level=11)
+  if method == "xz":
+    return lzma.compress(data, preset=9 | lzma.PRESET_EXTREME)
+  raise ValueError(f"{method!r} is not a byte method")
+
+
+def decode_bytes(method: str, payload: bytes, size: int) -> bytes:
+  """The `size` bytes a byte method's payload restores; ValueError if it does not restore exactly that many."""
+  if method == "stored":
+    data = payload
+  elif size == 0:
+    data = b""
+  else:
+    try:
+      if method == "xz":
+        decompressor = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+        data = decompressor.decompress(payload, max_length=size + 1)
+      else:
+        decoder = {"zstd": imagecodecs.zstd_decode, "brotli": imagecodecs.brotli_decode}[method]
+        data = bytes(decoder(payload, out=size + 1))
+    except (lzma.LZMAError, imagecodecs.ZstdError, imagecodecs.BrotliError) as e:
+      raise ValueError(f"the {method} payload does not decode ({e})") from None
+  if len(data) != size:
+    raise ValueError(f"the {method} payload restores {len(data)} bytes, its header says {size}")
+  return data
+
+
+def encode_pixels(method: str, pixels_HxWxC: np.ndarray) -> bytes:
+  """The payload of uint8 RGB [H, W, 3] or grayscale [H, W] pixels under an image method (lossless)."""
+  if method == "webp":
+    rgb = pixels_HxWxC if pixels_HxWxC.ndim == 3 else np.repeat(pixels_HxWxC[..., None], 3, axis=-1)
+    return bytes(imagecodecs.webp_encode(rgb, lossless=True, level=100, method=6))
+  if method == "jxl":
+    return bytes(imagecodecs.jpegxl_encode(pixels_HxWxC, lossless=True, effort=9))
+  raise ValueError(f"{method!r} is not an image method")
+
+
+def decode_pixels(method: str, payload: bytes, shape: tuple[int, ...]) -> np.ndarray:
+  """uint8 pixels of `shape` ([H, W, 3] or [H, W]); ValueError if the payload is not an image of that shape."""
+  try:
+    if method == "webp":
+      rgb = imagecodecs.webp_decode(payload, out=np.empty(tuple(shape[:2]) + (3,), np.uint8))
+      return rgb if len(shape) == 3 else np.ascontiguousarray(rgb[..., 0])
+    if method == "jxl":
+      return imagecodecs.jpegxl_decode(payload, out=np.empty(shape, np.uint8))
+  except (ValueError, imagecodecs.WebpError, imagecodecs.JpegxlError) as e:
+    raise ValueError(f"the {method} payload is not a {shape} image ({e})") from None
+  raise ValueError(f"{method!r} is not an image method")
