@@ -237,3 +237,19 @@ def test_decode_keeps_existing_files_and_never_writes_through_a_symlink(tmp_path
   assert not os.path.islink(out / "f") and (out / "f").read_bytes() == TEXT and (out / "g").read_bytes() == b"gg"
   assert target.read_bytes() == b"precious"  # the link was replaced, its target never written
   assert sorted(os.listdir(out)) == ["f", "g"]  # no temporary file left behind
+
+
+def test_info_prints_every_candidate_of_a_file_and_the_header_of_a_compressed_one(tmp_path, text_dir, capsys):
+  (tmp_path / "w.txt").write_bytes(b"the cat sat on the mat " * 20)
+  _cli("encode", f"--model={text_dir}", "--budget=3", tmp_path / "w.txt", "-o", tmp_path / "w.txt.ardm")
+  encode_lines = capsys.readouterr().out
+  _cli("info", f"--model={text_dir}", "--budget=3", tmp_path / "w.txt", tmp_path / "w.txt.ardm")
+  lines = {line.split(" ")[0]: line for line in capsys.readouterr().out.splitlines()}
+  candidates = lines[str(tmp_path / "w.txt")]
+  for method in codec.CANDIDATES["text"]:
+    assert f"{method} " in candidates and " bpd" in candidates
+  kept = candidates.split("auto keeps ")[1]
+  header = lines[str(tmp_path / "w.txt.ardm") + ":"]
+  size = (tmp_path / "w.txt.ardm").stat().st_size
+  assert header.startswith(f"{tmp_path / 'w.txt.ardm'}: {kept}") and f"{size} bytes = " in header
+  assert f"-> {size} bytes, {kept}" in encode_lines
