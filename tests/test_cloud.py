@@ -235,3 +235,24 @@ def test_gcs_checkpoints_fall_back_set_aside_and_refuse_another_config(gcs, text
   bucket, prefix = workdir.removeprefix("gs://").split("/", 1)
   aside = gcs_emulator.list_objects(gcs, bucket, f"{prefix}/{checkpointing.UNUSABLE_DIR}/{newest}_")
   assert any(name.endswith("/meta/metadata") for name in aside), aside
+
+
+def test_compress_writes_and_reads_gs_and_keeps_existing_objects(gcs, tmp_path):
+  """encode/decode with gs:// inputs and outputs; an existing object is kept without --force, as a local file."""
+  from ardm_jax import codec  # pylint: disable=g-import-not-at-top
+  from tests import test_codec  # pylint: disable=g-import-not-at-top
+
+  del gcs
+  test_codec._bundle(tmp_path / "bundle")
+  model = f"--model={tmp_path / 'bundle'}"
+  source = epath.Path("gs://bucket/codec/in.txt")
+  source.write_bytes(b"text on an object store")
+  test_codec._cli("encode", model, "--budget=3", source, "-o", "gs://bucket/codec/in.txt.ardm")
+  test_codec._cli("decode", model, "gs://bucket/codec/in.txt.ardm", "-o", "gs://bucket/codec/out.txt")
+  assert epath.Path("gs://bucket/codec/out.txt").read_bytes() == b"text on an object store"
+  epath.Path("gs://bucket/codec/taken.txt").write_bytes(b"mine")
+  with pytest.raises(codec.CodecError, match="taken.txt exists .*--force"):
+    test_codec._cli("decode", model, "gs://bucket/codec/in.txt.ardm", "-o", "gs://bucket/codec/taken.txt")
+  assert epath.Path("gs://bucket/codec/taken.txt").read_bytes() == b"mine"
+  test_codec._cli("decode", model, "--force", "gs://bucket/codec/in.txt.ardm", "-o", "gs://bucket/codec/taken.txt")
+  assert epath.Path("gs://bucket/codec/taken.txt").read_bytes() == b"text on an object store"
