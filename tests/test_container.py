@@ -253,3 +253,16 @@ def test_info_prints_every_candidate_of_a_file_and_the_header_of_a_compressed_on
   size = (tmp_path / "w.txt.ardm").stat().st_size
   assert header.startswith(f"{tmp_path / 'w.txt.ardm'}: {kept}") and f"{size} bytes = " in header
   assert f"-> {size} bytes, {kept}" in encode_lines
+
+
+def test_a_bundle_config_is_data_checked_by_the_schema(tmp_path, text_bundle):
+  """A crafted bundle (its fingerprint recomputed) cannot name code to run: the schema refuses it in one line."""
+  for key, value, message in (
+    ("name", "os.system", r"config.model.name = 'os.system' is not one of"),
+    ("module_path", "os", r"config.model.module_path is not a key of"),
+  ):
+    config = text_bundle.config.copy_and_resolve_references()
+    config.model[key] = value
+    codec.write_bundle(tmp_path / key, config, text_bundle.params, text_bundle.meta)
+    with pytest.raises(codec.CodecError, match=f"its config.json is not a valid config: {message}"):
+      codec.load_bundle(tmp_path / key)
