@@ -1,0 +1,107 @@
+"""Output distributions over K ordered classes: the discretized logistic mixture (arXiv 2110.02037, section 5:
+the SC09 OA-ARDM's output distribution; PixelCNN++, Salimans et al. 2017, arXiv 1701.05517, section 2.1).
+
+Class k in 0..K-1 is the bin of width 2 / (K - 1) centred at c_k = 2k / (K - 1) - 1 in [-1, 1]; the first and
+the last bin reach out to -inf and +inf, so the bin probabilities of one component telescope to exactly 1. A
+mixture of M logistics has 3M parameters per variable, laid out [weight logits (M), means (M), log-scales (M)]:
+
+  P(k) = sum_m softmax(w)_m * (sigmoid((c_k + h - mu_m) / s_m) - sigmoid((c_k - h - mu_m) / s_m)),  h = 1/(K-1).
+
+`interval_log_prob` gives log P(lo <= x <= hi) of any run of classes without materialising the K bins (the
+training objective of a 65,536-class model), `class_log_probs` all K at once (the coder, small K).
+"""
+
+import jax
+import jax.numpy as jnp
+
+# Log-scales are clamped to [-16, 10]: a logistic with s = e^-16 is far narrower than a 16-bit bin (2 / 65535),
+# so every class can still get (almost) all the mass, s = e^10 is flat over [-1, 1], and 1 / s stays a normal
+# float32 either way.
+LOG_SCALE_MIN, LOG_SCALE_MAX = -16.0, 10.0
+
+
+def num_params(num_mixtures: int) -> int:
+  """Network outputs per variable of an M-component mixture: 3M."""
+  return 3 * num_mixtures
+
+
+def split_params(params_BxEx3M: jax.Array):
+  """(log mixture weights, means, log-scales), each float32 [B, *event, M], from params [B, *event, 3M]."""
+  if params_BxEx3M.shape[-1] % 3:
+    raise ValueError(f"a logistic mixture has 3M parameters per variable, got {params_BxEx3M.shape[-1]}.")
+  logits, means, log_scales = jnp.split(params_BxEx3M.astype(jnp.float32), 3, axis=-1)
+  return jax.nn.log_softmax(logits, axis=-1), means, jnp.clip(log_scales, LOG_SCALE_MIN, LOG_SCALE_MAX)
+
+
+def _log_cosh(x):
+  """log(cosh(x)), stable for any x."""
+  x = jnp.abs(x)
+  return x + jnp.log1p(jnp.exp(-2.0 * x)) - jnp.log(2.0)
+
+
+def _log_sinh(x):
+  """log(sinh(x)) for x > 0, stable for tiny and large x (and with finite gradients on both branches)."""
+  small, large = jnp.minimum(x, 20.0), jnp.maximum(x, 20.0)
+  return jnp.where(x < 20.0, jnp.log(jnp.sinh(small)), large + jnp.log1p(-jnp.exp(-2.0 * large)) - jnp.log(2.0))
+
+
+def _log_sigmoid_difference(upper, lower):
+  """log(sigmoid(upper) - sigmoid(lower)) for upper > lower, accurate in both tails and for narrow bins.
+
+  sigmoid(a) - sigmoid(b) = sinh((a - b) / 2) / (2 cosh(a / 2) cosh(b / 2)): no difference of two sigmoids is
+  formed, and a - b of two nearby floats is exact (Sterbenz), so a bin keeps its digits however narrow.
+  """
+  width = jnp.maximum(upper - lower, 1e-30)
+  return _log_sinh(0.5 * width) - jnp.log(2.0) - _log_cosh(0.5 * upper) - _log_cosh(0.5 * lower)
+
+
+def _edge(j, num_classes: int):
+  """The edge between classes j - 1 and j, (2j - K) / (K - 1): one expression for every use, so the upper
+  edge of class j - 1 and the lower edge of class j are the same float and the bins tile the line exactly."""
+  return (2.0 * j - num_classes) / (num_classes - 1.0)
+
+
+def interval_log_prob(params_BxEx3M: jax.Array, lo_BxE: jax.Array, hi_BxE: jax.Array, num_classes: int):
+  """float32 [B, *event]: log P(lo <= x <= hi) of every variable's mixture (lo <= hi, classes in 0..K-1).
+
+  Args:
+    params_BxEx3M: network outputs [B, *event, 3M] (see the module docstring).
+    lo_BxE, hi_BxE: int [B, *event], the first and last class of the interval.
+    num_classes: K.
+  """
+  log_weights, means, log_scales = split_params(params_BxEx3M)
+  inv_scales = jnp.exp(-log_scales)
+  lo = lo_BxE[..., None].astype(jnp.float32)
+  hi = hi_BxE[..., None].astype(jnp.float32)
+  upper = (_edge(hi + 1.0, num_classes) - means) * inv_scales  # [B, *event, M], in logistic units
+  lower = (_edge(lo, num_classes) - means) * inv_scales
+  # The open ends: the first class takes all of (-inf, c_0 + h], the last all of [c_{K-1} - h, inf).
+  first, last = lo == 0, hi == num_classes - 1
+  log_p = _log_sigmoid_difference(upper, lower)
+  log_p = jnp.where(first, jax.nn.log_sigmoid(upper), log_p)
+  log_p = jnp.where(last, jax.nn.log_sigmoid(-lower), log_p)
+  log_p = jnp.where(first & last, 0.0, log_p)
+  return jax.nn.logsumexp(log_weights + log_p, axis=-1)
+
+
+def class_log_probs(params_BxEx3M: jax.Array, num_classes: int) -> jax.Array:
+  """float32 [B, *event, K]: log P(k) of every class k (memory B * D * K * M: for small K or small batches)."""
+  classes = jnp.arange(num_classes, dtype=jnp.int32)
+  params = params_BxEx3M[..., None, :]  # [B, *event, 1, 3M]: the K classes along the new axis
+  return interval_log_prob(params, classes, classes, num_classes)
+
+
+def sample(rng: jax.Array, params_BxEx3M: jax.Array, num_classes: int) -> jax.Array:
+  """int32 [B, *event]: one class per variable drawn from its mixture, without materialising the K bins.
+
+  A component m is drawn by its weight, then x = mu_m + s_m * logit(u), u ~ U(0, 1); the class is the bin
+  holding x (round((x + 1) (K - 1) / 2), clipped to 0..K-1: the open end bins), so P(class k) is `interval_log_prob`.
+  """
+  log_weights, means, log_scales = split_params(params_BxEx3M)
+  component_rng, uniform_rng = jax.random.split(rng)
+  component = jax.random.categorical(component_rng, log_weights)[..., None]
+  mean = jnp.take_along_axis(means, component, axis=-1)[..., 0]
+  log_scale = jnp.take_along_axis(log_scales, component, axis=-1)[..., 0]
+  u = jax.random.uniform(uniform_rng, mean.shape, minval=1e-7, maxval=1.0 - 1e-7)
+  x = mean + jnp.exp(log_scale) * (jnp.log(u) - jnp.log1p(-u))
+  return jnp.clip(jnp.round((x + 1.0) * (0.5 * (num_classes - 1))), 0, num_classes - 1).astype(jnp.int32)
