@@ -70,6 +70,10 @@ UNIT_INTERVAL = Rule("number", "must be in [0, 1)", lambda v: 0 <= v < 1)
 BOOL = Rule("bool", "must be True or False")
 STRING = Rule("string", "must be a string")
 TEXT8_ZIP = Rule("string", "must be the path of text8.zip (http://mattmahoney.net/dc/text8.zip)", lambda v: v != "")
+FILES_PATH = Rule(
+  "string", "must name a folder or glob of your files (local, ~/... or gs://...)", lambda v: v.strip() != ""
+)
+OPEN_UNIT_INTERVAL = Rule("number", "must be in (0, 1)", lambda v: 0 < v < 1)
 # Network calls per stage: 1..D, checked once D is known (check_against_data); unset is allowed until then.
 BUDGET = Rule("integer", "must lie in 1..D (D = variables per data point)", optional=True)
 DTYPE = one_of("float32", "bfloat16")
@@ -83,6 +87,19 @@ DATA = Choice(
     "text8": {**_TEXT_SOURCE, "path": TEXT8_ZIP, "eval_split": one_of("test", "valid")},
     "embedded_text": {**_TEXT_SOURCE, "eval_split": one_of("test")},
     "embedded_bytes": {**_TEXT_SOURCE, "eval_split": one_of("test")},
+    "files": {
+      "seed": NON_NEGATIVE,
+      "path": FILES_PATH,
+      "test_fraction": OPEN_UNIT_INTERVAL,
+      "eval_split": one_of("test"),
+      "kind": Choice(
+        {
+          "text": {"seq_len": _TEXT_SOURCE["seq_len"]},
+          "bytes": {"seq_len": _TEXT_SOURCE["seq_len"]},
+          "images": {"image_size": POSITIVE, "augment": BOOL},
+        }
+      ),
+    },
   }
 )
 

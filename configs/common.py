@@ -12,8 +12,9 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0  # Seed of parameter init and of the training/eval rngs.
 
-  c.data = ml_collections.ConfigDict()  # Fields per source: see image_data / text_data below.
-  c.data.name = ""  # 'cifar10' | 'text8' | 'embedded_text' | 'embedded_bytes' | 'embedded_images'.
+  c.data = ml_collections.ConfigDict()  # Fields per source: see image_data / text_data / files_data below.
+  # 'cifar10' | 'text8' | 'embedded_text' | 'embedded_bytes' | 'embedded_images' | 'files'.
+  c.data.name = ""
   c.data.seed = 0  # Seed of the data order, crops and augmentation.
 
   c.model = ml_collections.ConfigDict()
@@ -118,6 +119,24 @@ def text_data(name: str) -> ml_collections.ConfigDict:
   if name == "text8":
     # The standard text8.zip (http://mattmahoney.net/dc/text8.zip), not unzipped; required (local, ~ or gs://).
     d.path = ml_collections.config_dict.placeholder(str)
+  return d
+
+
+def files_data(kind: str) -> ml_collections.ConfigDict:
+  """Data section of the 'files' source: your own files, all of one kind ('text', 'bytes' or 'images')."""
+  d = ml_collections.ConfigDict()
+  d.name = "files"
+  d.seed = 0  # Seed of the data order and crops (and augmentation).
+  # A folder (read recursively) or glob of the files, local, ~/... or gs://...; required.
+  d.path = ml_collections.config_dict.placeholder(str)
+  d.kind = kind  # 'text' (cleaned to a-z and space, K = 27) | 'bytes' (any file, K = 256) | 'images' (PNG).
+  d.test_fraction = 0.1  # Share of the files held out for eval, chosen by a hash of each file's name.
+  d.eval_split = "test"  # The held-out files.
+  if kind == "images":
+    d.image_size = 16  # Patch size: random crops for training, the non-overlapping grid for eval.
+    d.augment = False  # Random flips + 90-degree rotations of training crops.
+  else:
+    d.seq_len = 64  # Characters (bytes) per example (D).
   return d
 
 

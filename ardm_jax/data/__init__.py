@@ -4,18 +4,21 @@
 batch at a step is a pure function of (data.seed, step), so the train step is the data position.
 
 The data section's keys per source, their defaults and their allowed values are those of configs/common.py
-(`image_data`, `text_data`) and ardm_jax/config_schema.py, which validates them before a run; this module
+(`image_data`, `text_data`, `files_data`) and ardm_jax/config_schema.py, which validates them before a run; this module
 takes the values as they are and checks only what needs the files (a readable zip, enough text or patches).
-  name: 'cifar10' | 'text8' | 'embedded_text' | 'embedded_bytes' (raw bytes, K=256) | 'embedded_images'.
+  name: 'cifar10' | 'text8' | 'embedded_text' | 'embedded_bytes' (raw bytes, K=256) | 'embedded_images' |
+    'files' (your own files, all of one data.kind: 'text', 'bytes' or 'images'; see files.py).
   seed: seeds the epoch permutations and the per-row crops/augmentations (every source).
-  seq_len, eval_split: text sources; path: text8 only (local, ~/... or gs://).
+  seq_len, eval_split: text sources; path: text8 and files (local, ~/... or gs://).
   tfds_data_dir, download: cifar10; augment: image sources; image_size, downscale: embedded_images.
+  kind, test_fraction: files (with seq_len for kind 'text' / 'bytes', image_size and augment for 'images').
 The sources do not download anything except cifar10 with download=True. TensorFlow is imported only when a
 cifar10 dataset is made.
 """
 
 from typing import Any, Mapping
 
+from ardm_jax.data import files
 from ardm_jax.data import images
 from ardm_jax.data import text
 from ardm_jax.data.dataset import Dataset
@@ -30,10 +33,22 @@ def make_dataset(data: Mapping[str, Any]) -> Dataset:
   Returns:
     A `Dataset` with name, event_shape, num_classes, num_eval_examples, train_batch(...) and eval_batches(...).
   Raises:
-    ValueError: the data does not fit (a damaged text8 zip, too little text, too few image patches).
-    FileNotFoundError: text8 zip missing, or cifar10 not prepared with download=False.
+    ValueError: the data does not fit (a damaged text8 zip, too little text, too few image patches, a file
+      of the wrong kind).
+    FileNotFoundError: text8 zip or files missing, or cifar10 not prepared with download=False.
   """
   name, seed = data["name"], data["seed"]
+  if name == "files":
+    kind = data["kind"]
+    return files.files_dataset(
+      data["path"],
+      kind,
+      data["test_fraction"],
+      seed=seed,
+      seq_len=data["seq_len"] if kind != "images" else None,
+      image_size=data["image_size"] if kind == "images" else None,
+      augment=data["augment"] if kind == "images" else False,
+    )
   if name == "embedded_bytes":
     return text.text_dataset(
       name,
