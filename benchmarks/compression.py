@@ -36,22 +36,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ardm_jax import codec
-from ardm_jax import coder
+from ardm_jax import container
 from ardm_jax import data as data_lib
 from ardm_jax import likelihood
-
-
-class TimedNetwork:
-  """The bundle's network, timing every call (to the end of its computation)."""
-
-  def __init__(self, logits_fn):
-    self.logits_fn, self.seconds = logits_fn, 0.0
-
-  def __call__(self, x_in, known, t):
-    start = time.perf_counter()
-    logits = jax.block_until_ready(self.logits_fn(x_in, known, t))
-    self.seconds += time.perf_counter() - start
-    return logits
+from benchmarks import _measure
 
 
 def held_out_rows(bundle, num_rows):
@@ -70,31 +58,7 @@ def model_bits(bundle, rows, starts):
 
 def speed(bundle, rows, starts, batch_size):
   """(encode points/s, decode points/s, network share of the time) with batch_size rows per call."""
-  network = TimedNetwork(bundle.logits_fn)
-  args = (bundle.order, starts, bundle.process)
-  coder.encode(network, rows[:1], *args, batch_size=batch_size)  # compile
-  network.seconds = 0.0
-  start = time.perf_counter()
-  messages = coder.encode(network, rows, *args, batch_size=batch_size)
-  encode_s = time.perf_counter() - start
-  start = time.perf_counter()
-  decoded = coder.decode(network, messages, *args, rows.shape, batch_size=batch_size)
-  decode_s = time.perf_counter() - start
-  if not np.array_equal(decoded, rows):
-    raise AssertionError("round trip failed")
-  return len(rows) / encode_s, len(rows) / decode_s, network.seconds / (encode_s + decode_s)
-
-
-def network_rows_per_s(bundle, rows, batch_size, repeats=10):
-  """Rows per second of the bare network (one call on batch_size rows, nothing else): how it scales with batch."""
-  x = np.resize(rows, (batch_size,) + rows.shape[1:]).astype(np.int32)
-  known = np.zeros(x.shape, bool)
-  t = np.zeros((batch_size,), np.int32)
-  jax.block_until_ready(bundle.logits_fn(x, known, t))  # compile
-  start = time.perf_counter()
-  for _ in range(repeats):
-    jax.block_until_ready(bundle.logits_fn(x, known, t))
-  return batch_size * repeats / (time.perf_counter() - start)
+  return _measure.coding_speed(bundle.logits_fn, rows, bundle.order, starts, bundle.process, batch_size)
 
 
 def budgets_of(bundle):
@@ -117,11 +81,11 @@ def codec_rows(bundle, rows, name, as_file, args):
   results = []
   for budget in budgets_of(bundle):
     starts = bundle.plan(budget)
-    (blob,) = codec.encode_files(bundle, {name: as_file}, budget, batch_size=args.batch_size).values()
-    _, message = codec.unpack(name, blob)
-    if codec.decode_files(bundle, {name + ".ardm": blob})[name + ".ardm"][1] != as_file:
+    blob = codec.encode_files(bundle, {name: as_file}, budget, method="ardm")[name].blob
+    payload = container.unpack(name, blob)[1]
+    if codec.decode_files(bundle, {name + ".ardm": blob})[name + ".ardm"] != as_file:
       raise AssertionError("file round trip failed")
-    bits, ideal = coder.compressed_bits(message), model_bits(bundle, rows, starts)
+    bits, ideal = 8 * len(payload), model_bits(bundle, rows, starts)
     one = rows[: args.batch1_rows]
     enc1, dec1, share1 = speed(bundle, one, starts, 1)
     enc, dec, share = speed(bundle, rows, starts, args.batch_size)
@@ -145,7 +109,8 @@ def codec_rows(bundle, rows, name, as_file, args):
         network_share_batched=share,
       )
     )
-  net1, net = network_rows_per_s(bundle, rows, 1), network_rows_per_s(bundle, rows, args.batch_size)
+  net1 = _measure.network_rows_per_s(bundle.logits_fn, rows, 1)
+  net = _measure.network_rows_per_s(bundle.logits_fn, rows, args.batch_size)
   print(
     f"\nThe bare network: {net1:.0f} rows/s at batch 1, {net:.0f} rows/s at batch {args.batch_size} "
     f"({net / net1:.1f}x): the most that sharing calls can gain here."
@@ -211,7 +176,7 @@ def main():
   parser.add_argument("--text_model", action="append", help="bundle of a text (or bytes) model; repeatable")
   parser.add_argument("--image_model", action="append", help="bundle of an image model; repeatable")
   parser.add_argument("--num_rows", type=int, default=64, help="held-out data points (one file)")
-  parser.add_argument("--batch_size", type=int, default=64, help="rows per network call, batched")
+  parser.add_argument("--batch_size", type=int, default=64, help="rows per network call, batched speed")
   parser.add_argument("--batch1_rows", type=int, default=64, help="rows timed at batch 1")
   parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "compression.json"))
   args = parser.parse_args()
@@ -220,7 +185,8 @@ def main():
   for name in args.text_model or []:
     bundle = codec.load_bundle(name)
     rows = held_out_rows(bundle, args.num_rows)
-    as_file = codec.text_output(rows, {"length": rows.size}, bundle.kind)
+    flat = rows.reshape(-1)
+    as_file = flat.astype(np.uint8).tobytes() if bundle.kind == "bytes" else data_lib.decode(flat).encode()
     result = codec_rows(bundle, rows, "test.txt", as_file, args)
     models.append(dict(result, model=name, classic=classic_text(rows, bundle.kind)))
   for name in args.image_model or []:

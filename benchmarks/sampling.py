@@ -27,12 +27,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from absl import app
 from absl import flags
 import jax
-import jax.numpy as jnp
-import numpy as np
 
 from ardm_jax import experiment
-from ardm_jax import planner
-from ardm_jax import sampler
+from benchmarks import _measure
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("repeats", 2, "Timed runs per budget (median reported).")
@@ -57,44 +54,14 @@ def main(argv):
     exp = experiment.shape_only_experiment(config, event_shape, num_classes)
     params = jax.jit(exp.init_params)(jax.random.key(0))
     num_variables = exp.num_variables
-    # A decreasing L_t as training produces (the first steps are the expensive ones).
-    step_losses = planner.sort_step_losses(np.exp(-np.arange(num_variables) / (num_variables / 4)))
-    calls = {"n": 0}
-
-    def count_call():
-      calls["n"] += 1
-
-    def logits_fn(x_in, known, t):
-      jax.debug.callback(count_call)
-      return exp.model.apply({"params": params}, x_in, known, t)
-
-    shape = (FLAGS.num_samples,) + tuple(event_shape)
-    process = exp.process
-    sample = jax.jit(lambda rng, starts: sampler.sample(logits_fn, rng, starts, shape, process))
+    timer = _measure.SamplerTimer(exp, params, FLAGS.num_samples)
     for budget in BUDGETS:
       budget = num_variables if budget == "D" else budget
       if budget > num_variables or budget > FLAGS.max_calls:
         continue
-      starts = jnp.asarray(planner.plan(step_losses, budget).starts)
-      compiled = sample.lower(jax.random.key(0), starts).compile()  # Once per number of calls.
-      calls["n"] = 0
-      times = []
-      for repeat in range(FLAGS.repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(compiled(jax.random.key(repeat + 1), starts))
-        jax.effects_barrier()
-        times.append(time.perf_counter() - start)
-      seconds = float(np.median(times))
-      rows.append(
-        {
-          "model": label,
-          "D": num_variables,
-          "budget": budget,
-          "calls": calls["n"] // FLAGS.repeats,
-          "seconds": seconds,
-          "ms_per_call": 1e3 * seconds / budget,
-        }
-      )
+      timed = timer.time(budget, FLAGS.repeats)
+      seconds = timed["seconds"]
+      rows.append({"model": label, "D": num_variables, "budget": budget, **timed})
       print(f"done {label} budget {budget}: {seconds:.3f} s", flush=True)
 
   header = "| model | D | budget | network calls | time (s) | ms per call |"
