@@ -636,5 +636,11 @@ def decode_files(bundle: Bundle, inputs: dict[str, bytes]) -> dict[str, bytes]:
   return out
 
 
+FILES_KINDS = {"text": "text", "bytes": "bytes", "images": "image"}  # data.kind of data.name='files'
+
+
 def data_kind(config: ml_collections.ConfigDict) -> str:
+  """The codec kind ('text', 'bytes' or 'image') of a training config's data."""
+  if config.data.name == "files":
+    return FILES_KINDS[config.data.kind]
   return KINDS[config.data.name]

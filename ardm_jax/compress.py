@@ -116,7 +116,7 @@ def export(
   best = int(np.argmin(bpd))
   meta = {
     "bundle_version": 1,
-    "kind": codec.KINDS[config.data.name],
+    "kind": codec.data_kind(config),
     "event_shape": list(event_shape),
     "num_classes": exp.dataset.num_classes,
     "order": candidates[best].reshape(num_stages, -1).tolist(),

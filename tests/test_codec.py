@@ -59,7 +59,7 @@ def _bundle(path, variant="", seed=0, event_shape=(TEXT_LEN,), batch_size=4):
   }
   meta = {
     "bundle_version": 1,
-    "kind": codec.KINDS[config.data.name],
+    "kind": codec.data_kind(config),
     "event_shape": list(event_shape),
     "num_classes": num_classes,
     "order": order.tolist(),

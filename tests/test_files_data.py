@@ -15,6 +15,8 @@ from PIL import Image
 from ardm_jax import data
 from ardm_jax import experiment
 from ardm_jax import paths
+from ardm_jax import codec
+from ardm_jax import compress
 from ardm_jax import train
 from ardm_jax.data import files
 from ardm_jax.data import text
@@ -344,7 +346,7 @@ def test_main_reports_a_wrong_file_in_one_line(tmp_path):
   ]
 
 
-def test_two_training_steps_on_text_files(text_dir, tmp_path):
+def test_two_training_steps_on_text_files_then_a_codec_of_them(text_dir, tmp_path):
   config = files_config.get_config("text")
   config.data.path = str(text_dir)
   config.training.num_train_steps = config.training.eval_every_steps = config.training.checkpoint_every_steps = 2
@@ -354,3 +356,9 @@ def test_two_training_steps_on_text_files(text_dir, tmp_path):
   state = train.train_and_evaluate(config, str(tmp_path))
   assert int(state.step) == 2
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2"]
+  # The workdir exports to a text codec (data.kind), which codes a file losslessly.
+  bundle = compress.export(None, str(tmp_path), str(tmp_path / "model"), ["2"], num_orders=1, order_rows=4)
+  assert bundle.kind == "text" and bundle.meta["batch_size"] == codec.DEFAULT_BATCH_SIZE
+  text = b"a held out file of words"
+  blob = codec.encode_files(bundle, {"f.txt": text}, 2, method="ardm")["f.txt"].blob
+  assert codec.decode_files(codec.load_bundle(tmp_path / "model"), {"f.ardm": blob}) == {"f.ardm": text}
