@@ -27,6 +27,9 @@ class Rule:
   requirement: str  # Completes "config.key = v, but it ...", e.g. "must be > 0".
   ok: Callable[[Any], bool] = lambda value: True
   optional: bool = False  # None means "not set yet" (sample.budget): checked later, against the data.
+  # A key added after workdirs were trained with configs that lack it: absent means its default (readers use
+  # section.get(key, default)).
+  absent_ok: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +77,9 @@ FILES_PATH = Rule(
   "string", "must name a folder or glob of your files (local, ~/... or gs://...)", lambda v: v.strip() != ""
 )
 OPEN_UNIT_INTERVAL = Rule("number", "must be in (0, 1)", lambda v: 0 < v < 1)
+SC09_FOLDER = Rule(
+  "string", "must be the extracted Speech Commands folder (zero/ .. nine/, testing_list.txt)", lambda v: v != ""
+)
 # Network calls per stage: 1..D, checked once D is known (check_against_data); unset is allowed until then.
 BUDGET = Rule("integer", "must lie in 1..D (D = variables per data point)", optional=True)
 DTYPE = one_of("float32", "bfloat16")
@@ -87,6 +93,8 @@ DATA = Choice(
     "text8": {**_TEXT_SOURCE, "path": TEXT8_ZIP, "eval_split": one_of("test", "valid")},
     "embedded_text": {**_TEXT_SOURCE, "eval_split": one_of("test")},
     "embedded_bytes": {**_TEXT_SOURCE, "eval_split": one_of("test")},
+    "sc09": {"seed": NON_NEGATIVE, "path": SC09_FOLDER, "eval_split": one_of("test", "valid")},
+    "embedded_audio": {"seed": NON_NEGATIVE, "clip_len": in_range(1, 16000), "eval_split": one_of("test")},
     "files": {
       "seed": NON_NEGATIVE,
       "path": FILES_PATH,
@@ -119,10 +127,24 @@ MODEL = Choice(
       "attn_everywhere": BOOL,
     },
     "transformer": {**_NETWORK, "num_layers": POSITIVE, "width": POSITIVE, "mlp_dim": POSITIVE},
+    # Convolutions only: no attention keys.
+    "diffwave": {
+      "dropout": _NETWORK["dropout"],
+      "dtype": DTYPE,
+      "remat": _NETWORK["remat"],
+      "ch": POSITIVE,
+      "num_blocks": POSITIVE,
+      "dilation_cycle": in_range(1, 20),
+    },
   }
 )
 
-_LOSS = {"ce_weight": NON_NEGATIVE_NUMBER, "antithetic": BOOL}
+_LOSS = {
+  "ce_weight": NON_NEGATIVE_NUMBER,
+  "antithetic": BOOL,
+  # 0: categorical outputs; M >= 1: a discretized logistic mixture of M components over the K classes (SC09).
+  "num_mixtures": Rule("integer", "must be >= 0 (0 = categorical)", lambda v: v >= 0, absent_ok=True),
+}
 OBJECTIVE = Choice(
   {
     "oa": {**_LOSS, "absorbing_value": NON_NEGATIVE},
@@ -244,6 +266,8 @@ def _validate_section(section, spec: Mapping[str, Any], prefix: str) -> None:
       f"config.{prefix}{key} is not a key of {selected_by}; remove or rename it (its keys: {', '.join(rules)})."
     )
   for key, rule in rules.items():
+    if key not in section and isinstance(rule, Rule) and rule.absent_ok:
+      continue
     if key not in section:
       raise ConfigError(
         f"config.{prefix}{key} is missing for {selected_by}; add it to the config file "
@@ -262,9 +286,17 @@ def validate(config) -> None:
   use), the type and range of every value, and relations between keys (attention heads dividing the width).
   """
   _validate_section(config, SCHEMA, "")
+  objective = config.objective
+  if objective.get("num_mixtures", 0) and objective.kind == "upscale":
+    if objective.parametrisation != "data" or objective.transitions != "digits":
+      raise ConfigError(
+        f"config.objective.num_mixtures = {objective.num_mixtures}: a logistic mixture covers the K classes, so an "
+        "upscale ARDM needs --config.objective.parametrisation=data and --config.objective.transitions=digits "
+        "(or --config.objective.num_mixtures=0 for categorical outputs)."
+      )
   model = config.model
   width_key = "width" if model.name == "transformer" else "ch"
-  if model[width_key] % model.num_heads:
+  if "num_heads" in model and model[width_key] % model.num_heads:
     raise ConfigError(
       f"config.model.num_heads = {model.num_heads} does not divide config.model.{width_key} = "
       f"{model[width_key]} (each attention head gets width / num_heads features); fix one of "

@@ -85,10 +85,20 @@ def interval_log_prob(params_BxEx3M: jax.Array, lo_BxE: jax.Array, hi_BxE: jax.A
 
 
 def class_log_probs(params_BxEx3M: jax.Array, num_classes: int) -> jax.Array:
-  """float32 [B, *event, K]: log P(k) of every class k (memory B * D * K * M: for small K or small batches)."""
+  """float32 [B, *event, K]: log P(k) of every class k; the components are added one at a time (lax.scan),
+  so the memory is B * D * K, not B * D * K * M."""
+  log_weights, means, log_scales = split_params(params_BxEx3M)
   classes = jnp.arange(num_classes, dtype=jnp.int32)
-  params = params_BxEx3M[..., None, :]  # [B, *event, 1, 3M]: the K classes along the new axis
-  return interval_log_prob(params, classes, classes, num_classes)
+
+  def add_component(total_BxExK, component):
+    log_weight, mean, log_scale = component  # [B, *event] each
+    one = jnp.stack([jnp.zeros_like(mean), mean, log_scale], axis=-1)[..., None, :]  # [B, *event, 1, 3]
+    log_p_BxExK = interval_log_prob(one, classes, classes, num_classes)
+    return jnp.logaddexp(total_BxExK, log_weight[..., None] + log_p_BxExK), None
+
+  components = tuple(jnp.moveaxis(a, -1, 0) for a in (log_weights, means, log_scales))  # [M, B, *event]
+  initial = jnp.full((*means.shape[:-1], num_classes), -jnp.inf, jnp.float32)
+  return jax.lax.scan(add_component, initial, components)[0]
 
 
 def sample(rng: jax.Array, params_BxEx3M: jax.Array, num_classes: int) -> jax.Array:

@@ -17,13 +17,15 @@ import optax
 
 from ardm_jax import config_schema
 from ardm_jax import data as data_lib
+from ardm_jax import distributions
 from ardm_jax import objective
 from ardm_jax import plan_walk
 from ardm_jax import upscale
+from ardm_jax.models import diffwave
 from ardm_jax.models import transformer
 from ardm_jax.models import unet
 
-MODELS = {"unet": unet.UNet, "transformer": transformer.Transformer}
+MODELS = {"unet": unet.UNet, "transformer": transformer.Transformer, "diffwave": diffwave.DiffWave}
 ConfigError = config_schema.ConfigError
 check_batch_divisibility = config_schema.check_batch_divisibility
 
@@ -123,9 +125,10 @@ def build_transitions(config: ml_collections.ConfigDict, num_classes: int):
 def build_process(config: ml_collections.ConfigDict, num_classes: int) -> plan_walk.Process:
   """The staged process of the config's objective: one stage for OA-ARDM, S for upscale."""
   transitions = build_transitions(config, num_classes)
+  num_mixtures = config.objective.get("num_mixtures", 0)  # absent in configs older than the mixture head
   if transitions is None:
-    return plan_walk.oa_process(num_classes, config.objective.absorbing_value)
-  return plan_walk.upscale_process(transitions, config.objective.parametrisation)
+    return plan_walk.oa_process(num_classes, config.objective.absorbing_value, num_mixtures)
+  return plan_walk.upscale_process(transitions, config.objective.parametrisation, num_mixtures)
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int, transitions) -> Any:
@@ -135,6 +138,8 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int, transitions
   else:
     num_stages = transitions.num_stages
     num_classes_out = transitions.num_outputs(config.objective.parametrisation)
+  if config.objective.get("num_mixtures", 0):  # the 3M parameters of a discretized logistic mixture
+    num_classes_out = distributions.num_params(config.objective.num_mixtures)
   return MODELS[config.model.name](
     num_classes=num_classes, num_classes_out=num_classes_out, num_stages=num_stages, **fields
   )
@@ -171,6 +176,8 @@ def shape_only_experiment(config: ml_collections.ConfigDict, event_shape, num_cl
   config = config.copy_and_resolve_references()
   if config.data.name == "text8" and config.data.path is None:
     config.data.path = "unread-text8.zip"  # Required of a run; nothing is read here.
+  if config.data.name == "sc09" and config.data.path is None:
+    config.data.path = "unread-sc09"
   validate_config(config)
   dataset = types.SimpleNamespace(event_shape=tuple(event_shape), num_classes=num_classes)
   transitions = build_transitions(config, num_classes)

@@ -80,7 +80,13 @@ def sample(config: ml_collections.ConfigDict, workdir: str) -> np.ndarray:
   writer = metrics_io.create_writer(workdir)
   step = int(state.step)
   stem = str(paths.resolve(workdir) / f"samples_step{step}_budget{budget}")
-  if len(exp.dataset.event_shape) == 3:
+  if exp.dataset.name in data_lib.AUDIO_SOURCES:  # 16-bit clips: one WAV each and a waveform/spectrogram plot
+    pcm = data_lib.audio.to_pcm16(samples)
+    for i, clip in enumerate(pcm):
+      outputs.write_wav(f"{stem}_{i}.wav", clip, data_lib.audio.SAMPLE_RATE)
+    path = stem + ".png"
+    outputs.write_audio_plot(path, pcm, data_lib.audio.SAMPLE_RATE)
+  elif len(exp.dataset.event_shape) == 3:
     grid = outputs.image_grid(samples)
     path = stem + ".png"
     outputs.write_png(path, grid)

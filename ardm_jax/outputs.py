@@ -1,4 +1,5 @@
-"""Files the modes write for people to look at: sample grids (PNG), sample texts, plan tables and plots.
+"""Files the modes write for people to look at: sample grids (PNG), sample texts, sample audio (16-bit WAV,
+waveform and spectrogram PNG), plan tables and plots.
 
 Everything goes through the path layer (local or gs://) and is written by process 0 only; the other hosts of a
 multi-host run compute the same results and write nothing.
@@ -62,5 +63,51 @@ def write_plan_plot(path: str, costs: np.ndarray, num_stages: int) -> None:
   fig.tight_layout()
   buffer = io.BytesIO()
   fig.savefig(buffer, format="png", dpi=120)
+  plt.close(fig)
+  paths.write_atomically(paths.resolve(path), buffer.getvalue())
+
+
+def wav_bytes(pcm_int16: np.ndarray, sample_rate: int = 16000) -> bytes:
+  """A mono 16-bit PCM WAV file of int16 samples [L]."""
+  import wave  # pylint: disable=g-import-not-at-top
+
+  buffer = io.BytesIO()
+  with wave.open(buffer, "wb") as w:
+    w.setnchannels(1)
+    w.setsampwidth(2)
+    w.setframerate(sample_rate)
+    w.writeframes(np.asarray(pcm_int16, "<i2").tobytes())
+  return buffer.getvalue()
+
+
+def write_wav(path: str, pcm_int16: np.ndarray, sample_rate: int = 16000) -> None:
+  """Writes int16 samples [L] as a mono 16-bit WAV file (16 kHz: SC09)."""
+  if _is_writer():
+    paths.write_atomically(paths.resolve(path), wav_bytes(pcm_int16, sample_rate))
+
+
+def write_audio_plot(path: str, pcm_NxL: np.ndarray, sample_rate: int = 16000) -> None:
+  """Waveform (left) and spectrogram (right) of every clip [N, L] of int16 samples, one row each, as a PNG."""
+  if not _is_writer():
+    return
+  import matplotlib  # pylint: disable=g-import-not-at-top
+
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  num_clips, length = pcm_NxL.shape
+  fig, axes = plt.subplots(num_clips, 2, figsize=(9, 1.8 * num_clips), squeeze=False)
+  seconds = np.arange(length) / sample_rate
+  for row, clip in enumerate(np.asarray(pcm_NxL, np.float64) / 32768.0):
+    axes[row, 0].plot(seconds, clip, linewidth=0.5)
+    axes[row, 0].set_ylim(-1, 1)
+    axes[row, 0].set_ylabel(f"#{row}")
+    nfft = max(16, min(256, 2 ** int(np.log2(max(length // 4, 16)))))
+    axes[row, 1].specgram(clip, NFFT=nfft, Fs=sample_rate, noverlap=nfft // 2, cmap="magma")
+  axes[-1, 0].set_xlabel("seconds")
+  axes[-1, 1].set_xlabel("seconds (spectrogram, Hz)")
+  fig.tight_layout()
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format="png", dpi=100)
   plt.close(fig)
   paths.write_atomically(paths.resolve(path), buffer.getvalue())

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ardm_jax import distributions
 from ardm_jax import orders
 from ardm_jax import upscale
 
@@ -44,6 +45,10 @@ class Process:
   transitions: upscale.Transitions
   parametrisation: str
   input_values: np.ndarray
+  # 0: the network's outputs are logits; M > 0: they are the 3M parameters of a discretized logistic mixture
+  # over the K classes (distributions.py; arXiv 2110.02037, section 5: SC09), which every walk turns into the
+  # K class log-probs (`class_logits`) and the objective scores by interval probabilities.
+  num_mixtures: int = 0
 
   @property
   def num_stages(self) -> int:
@@ -56,7 +61,21 @@ class Process:
   @functools.cached_property
   def description(self) -> str:
     """What a decoder must share with the encoder about the process (for settings checksums)."""
-    return f"{self.parametrisation}:{self.input_values.tolist()}:{self.transitions.state_values.tolist()}"
+    mixture = f":logistic_mixture{self.num_mixtures}" if self.num_mixtures else ""
+    return f"{self.parametrisation}:{self.input_values.tolist()}:{self.transitions.state_values.tolist()}{mixture}"
+
+  @property
+  def num_outputs(self) -> int:
+    """Network outputs per variable: 3M mixture parameters, or one logit per child ("direct") / class."""
+    if self.num_mixtures:
+      return distributions.num_params(self.num_mixtures)
+    return self.transitions.num_outputs(self.parametrisation)
+
+  def __post_init__(self):
+    if self.num_mixtures and not (self.transitions.num_stages == 1 or self.parametrisation == "data"):
+      raise ValueError("a logistic mixture covers the K classes: it needs the OA-ARDM or the 'data' parametrisation.")
+    if self.num_mixtures and not self.transitions.groups_contiguous:
+      raise ValueError("a logistic mixture scores runs of classes: every stage's groups must be contiguous.")
 
   # Equal processes are one static jit argument: jitted walks compile once per process, not per instance.
   def __eq__(self, other):
@@ -66,17 +85,37 @@ class Process:
     return hash(self.description)
 
 
-def oa_process(num_classes: int, absorbing_value: int) -> Process:
+def oa_process(num_classes: int, absorbing_value: int, num_mixtures: int = 0) -> Process:
   """The OA-ARDM as a one-stage process: K children of 'nothing known', shown as absorbing_value."""
   transitions = upscale.digit_transitions(num_classes, num_classes)
   input_values = transitions.state_values.copy()
   input_values[0] = absorbing_value
-  return Process(transitions, "direct", input_values)
+  return Process(transitions, "direct", input_values, num_mixtures)
 
 
-def upscale_process(transitions: upscale.Transitions, parametrisation: str) -> Process:
+def upscale_process(transitions: upscale.Transitions, parametrisation: str, num_mixtures: int = 0) -> Process:
   """An upscale ARDM: the network is shown every variable's current stage value."""
-  return Process(transitions, parametrisation, transitions.state_values.copy())
+  return Process(transitions, parametrisation, transitions.state_values.copy(), num_mixtures)
+
+
+def class_logits(process: Process, outputs):
+  """[B, *event, outputs]: the network's outputs as the logits the transitions take: for a logistic mixture
+  its K class log-probs (memory B * D * K * M), else the outputs themselves."""
+  if process.num_mixtures:
+    return distributions.class_log_probs(outputs, process.num_classes)
+  return outputs
+
+
+def mixture_refined_log_prob(process: Process, params, x, stage):
+  """[B, *event]: log p(stage-(s+1) value of x | stage-s value) under the mixture params [B, *event, 3M],
+  without the K class log-probs: log P(x's stage-(s+1) group) - log P(its stage-s group), each a run of classes."""
+  tr, num_classes = process.transitions, process.num_classes
+
+  def group_log_prob(s):
+    lo = upscale.class_lookup(tr.state_values, s, x)
+    return distributions.interval_log_prob(params, lo, upscale.class_lookup(tr.group_last, s, x), num_classes)
+
+  return group_log_prob(stage + 1) - group_log_prob(stage)
 
 
 def plan_steps(starts, num_variables: int, num_stages: int):
@@ -110,6 +149,7 @@ def children_log_probs(process: Process, logits, coarse, stage):
   logits: [B, *event, network outputs]; coarse: int32 [B, *event] stage-s values; stage an int or [B].
   """
   tr = process.transitions
+  logits = class_logits(process, logits)
   log_probs = upscale.next_state_log_probs(tr, logits, coarse, stage, process.parametrisation)
   if process.parametrisation == "data":  # a child's probability is the total of its fine classes
     child_of_class = jnp.asarray(tr.child_index)[orders.per_example(stage, coarse.ndim)]  # [B, 1.., K]
@@ -125,7 +165,7 @@ def child_number(process: Process, x, stage):
 
 def refine(process: Process, coarse, child, stage):
   """int32 [B, *event]: the stage-(s+1) values of the children `child` of the stage-s values coarse."""
-  return jnp.asarray(process.transitions.child_state)[orders.per_example(stage, coarse.ndim), coarse, child]
+  return upscale.refine_values(process.transitions, coarse, child, stage)
 
 
 def call_log_probs(process: Process, logits_fn: LogitsFn, values, coarse, known, stage, start):
@@ -142,6 +182,19 @@ def call_log_probs(process: Process, logits_fn: LogitsFn, values, coarse, known,
   """
   logits = call_network(process, logits_fn, values, coarse, known, stage, start)
   return children_log_probs(process, logits, coarse, stage)
+
+
+def call_draw(process: Process, logits_fn: LogitsFn, values, coarse, known, stage, start, rng):
+  """One planned call's draw: int32 [B, *event], a child number of every variable's stage-s value, each drawn
+  independently from that call's distribution (arguments as call_log_probs; rng: PRNG key).
+
+  An OA-ARDM's logistic mixture is sampled directly (its children are the K classes), without the
+  [B, *event, K] log-probs; every other process draws from call_log_probs.
+  """
+  if process.num_mixtures and process.num_stages == 1:
+    outputs = call_network(process, logits_fn, values, coarse, known, stage, start)
+    return distributions.sample(rng, outputs, process.num_classes)
+  return jax.random.categorical(rng, call_log_probs(process, logits_fn, values, coarse, known, stage, start))
 
 
 def call_network(process: Process, logits_fn: LogitsFn, values_BxE, coarse_BxE, known_BxE, stage, start):
@@ -167,7 +220,10 @@ def step_log_px(process: Process, logits_fn: LogitsFn, x_BxE, sigma_BxE, t, stag
   refined_BxE = stage_values(process, x_BxE, stage + 1)
   logits_BxExC = call_network(process, logits_fn, refined_BxE, coarse_BxE, known_BxE, stage, t)
   tr, parametrisation = process.transitions, process.parametrisation
-  log_probs_BxExC = upscale.next_state_log_probs(tr, logits_BxExC, coarse_BxE, stage, parametrisation)
-  log_p_BxE = upscale.refined_log_prob(tr, log_probs_BxExC, x_BxE, stage, parametrisation)
+  if process.num_mixtures:  # interval probabilities: no [B, *event, K] array (K = 65,536 for 16-bit audio)
+    log_p_BxE = mixture_refined_log_prob(process, logits_BxExC, x_BxE, stage)
+  else:
+    log_probs_BxExC = upscale.next_state_log_probs(tr, logits_BxExC, coarse_BxE, stage, parametrisation)
+    log_p_BxE = upscale.refined_log_prob(tr, log_probs_BxExC, x_BxE, stage, parametrisation)
   # where, not multiply: the log-probs of known variables may be -inf and must not leak NaN gradients.
   return sum_over_event(jnp.where(known_BxE, 0.0, log_p_BxE))

@@ -39,8 +39,9 @@ def sample(
 
     def call(i, values):
       known = orders.known_mask(sigma, starts[s, i])
-      log_probs = plan_walk.call_log_probs(process, logits_fn, values, coarse, known, s, starts[s, i])
-      child = jax.random.categorical(jax.random.fold_in(sample_rng, i), log_probs)
+      child = plan_walk.call_draw(
+        process, logits_fn, values, coarse, known, s, starts[s, i], jax.random.fold_in(sample_rng, i)
+      )
       drawn = plan_walk.refine(process, coarse, child, s)
       return jnp.where(orders.step_mask(sigma, starts[s, i], ends[s, i]), drawn, values)
 

@@ -36,7 +36,7 @@ from ardm_jax import train
 FLAGS = flags.FLAGS
 flags.DEFINE_list(
   "configs",
-  ["text8", "text8_upscale", "cifar10", "cifar10_middle_attn", "cifar10_upscale"],
+  ["text8", "text8_upscale", "cifar10", "cifar10_middle_attn", "cifar10_upscale", "sc09", "sc09_upscale"],
   "Config modules; cifar10_middle_attn is cifar10 with model.attn_everywhere=False.",
 )
 flags.DEFINE_list(
@@ -69,6 +69,8 @@ def event_of(config):
     return (config.data.seq_len,), TEXT_CLASSES[config.data.name]
   if config.data.name == "cifar10":
     return (32, 32, 3), 256
+  if config.data.name == "sc09":
+    return (16000,), 65536
   raise ValueError(f"no shape known for data.name = {config.data.name!r}")
 
 
@@ -130,6 +132,17 @@ def transformer_forward_flops(num_layers: int, width: int, mlp_dim: int, length:
   return num_layers * per_layer + 2 * length * width * outputs
 
 
+def diffwave_forward_flops(
+  ch: int, num_blocks: int, length: int, num_stages: int, outputs: int, temb_features: int = 128
+) -> float:
+  """Multiply-add FLOPs (x2) of one DiffWave forward pass on one clip (models/diffwave.py; DiffWave, arXiv
+  2009.09761): per block a step projection, a 3-tap dilated conv to 2 ch and a 1x1 conv to 2 ch."""
+  temb = 2 * (temb_features * 4 * temb_features + 4 * temb_features * 4 * temb_features)  # Step MLP.
+  inputs = 2 + (num_stages if num_stages > 1 else 0)  # Value, known mask, stage one-hot.
+  block = 2 * 4 * temb_features * ch + 2 * length * 3 * ch * 2 * ch + 2 * length * ch * 2 * ch
+  return temb + 2 * length * inputs * ch + num_blocks * block + 2 * length * ch * ch + 2 * length * ch * outputs
+
+
 def analytic_step_flops(config, exp: experiment.Experiment) -> float:
   """Forward + backward (2 x forward: gradients w.r.t. activations and weights) over the global batch."""
   m = config.model
@@ -139,6 +152,8 @@ def analytic_step_flops(config, exp: experiment.Experiment) -> float:
     forward = unet_forward_flops(
       m.ch, m.num_res_blocks, m.attn_everywhere, height, width, channels, exp.num_stages, outputs
     )
+  elif m.name == "diffwave":
+    forward = diffwave_forward_flops(m.ch, m.num_blocks, exp.num_variables, exp.num_stages, outputs)
   else:
     forward = transformer_forward_flops(m.num_layers, m.width, m.mlp_dim, exp.num_variables, outputs)
   return 3 * forward * config.training.batch_size

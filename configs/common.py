@@ -122,6 +122,20 @@ def text_data(name: str) -> ml_collections.ConfigDict:
   return d
 
 
+def audio_data(name: str) -> ml_collections.ConfigDict:
+  """Data section of an audio source ('sc09' or 'embedded_audio'): 16-bit mono clips, K = 65536."""
+  d = ml_collections.ConfigDict()
+  d.name = name
+  d.seed = 0  # Seed of the data order.
+  d.eval_split = "test"  # 'test' or 'valid' (sc09 only).
+  if name == "sc09":
+    # The extracted Speech Commands archive (folders zero/ .. nine/, testing_list.txt, validation_list.txt).
+    d.path = ml_collections.config_dict.placeholder(str)
+  else:
+    d.clip_len = 64  # Samples per synthesised clip (D), at 16 kHz.
+  return d
+
+
 def files_data(kind: str) -> ml_collections.ConfigDict:
   """Data section of the 'files' source: your own files, all of one kind ('text', 'bytes' or 'images')."""
   d = ml_collections.ConfigDict()

@@ -113,13 +113,13 @@ def test_command_line_mistakes(flags, message, text8_zip):
       {"data.name": "mnist"},
       experiment.ConfigError,
       "config.data.name = 'mnist' is not one of ['cifar10', 'embedded_images', 'text8', "
-      "'embedded_text', 'embedded_bytes', 'files']; pick one with --config.data.name=",
+      "'embedded_text', 'embedded_bytes', 'sc09', 'embedded_audio', 'files']; pick one with --config.data.name=",
       id="unknown_dataset",
     ),
     pytest.param(
       {"model.name": "resnet"},
       experiment.ConfigError,
-      "config.model.name = 'resnet' is not one of ['unet', 'transformer']; pick one with --config.model.name=",
+      "config.model.name = 'resnet' is not one of ['unet', 'transformer', 'diffwave']; pick one with --config.model.name=",
       id="unknown_model",
     ),
     pytest.param(

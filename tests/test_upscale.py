@@ -3,6 +3,7 @@
 import functools
 import itertools
 import math
+import time
 
 import jax
 import jax.numpy as jnp
@@ -154,12 +155,17 @@ def _enumerated_elbo(tr, parametrisation, num_variables, seed):
   return elbo.mean(1), np.log(joint), step_loss.mean(1).sum(1)
 
 
+ELBO_CASES = {
+  "digits_K3_b2_D3": lambda: (upscale.digit_transitions(3, 2), 3),
+  "text8_D2": lambda: (upscale.text8_transitions(), 2),
+  "bits_K16_b2_D2": lambda: (upscale.digit_transitions(16, 2), 2),  # 4 one-bit stages, as 16-bit audio's 16
+}
+
+
 @pytest.mark.parametrize("parametrisation", ["direct", "data"])
-@pytest.mark.parametrize("case", ["digits_K3_b2_D3", "text8_D2"])
+@pytest.mark.parametrize("case", list(ELBO_CASES))
 def test_summed_stage_elbo_equals_exact_log_likelihood(case, parametrisation):
-  tr, num_variables = (
-    (upscale.digit_transitions(3, 2), 3) if case.startswith("digits") else (upscale.text8_transitions(), 2)
-  )
+  tr, num_variables = ELBO_CASES[case]()
   elbo, log_p, steps_bpd = _enumerated_elbo(tr, parametrisation, num_variables, seed=1)
   np.testing.assert_allclose(elbo, log_p, rtol=1e-5, atol=2e-5)
   np.testing.assert_allclose(steps_bpd, -log_p / (num_variables * math.log(2)), rtol=1e-5, atol=2e-6)
@@ -201,3 +207,27 @@ def test_gradient_only_reaches_possible_outputs_of_unknown_variables(parametrisa
   assert np.all(grad[known] == 0.0)
   assert np.all(grad[~known][~possible[~known]] == 0.0)
   assert np.all(grad[~known].sum(-1) > 1e-5)
+
+
+@pytest.mark.parametrize("branching,num_stages", [(2, 16), (65536, 1)])
+def test_16_bit_tables_are_small_and_refine_bit_by_bit(branching, num_stages):
+  start = time.perf_counter()
+  tr = upscale.digit_transitions(65536, branching)  # 16-bit audio: bit upscaling, and the OA-ARDM's one stage
+  assert time.perf_counter() - start < 10.0
+  assert tr.num_stages == num_stages and tr.max_branching == branching
+  # [S+1, K] and [S, K] tables only: the [S, K, C] and [S, K, K] ones are built only when asked for.
+  assert sum(a.nbytes for a in (tr.state_values, tr.child_index, tr.num_children)) < 16 * 2**20
+  assert not {"valid_children", "child_state", "consistent_classes"} & set(vars(tr))
+  assert tr.all_allowed("direct")
+  x = jnp.asarray([[0, 1, 32767, 32768, 65535, 43690]], jnp.int32)
+  bits = (np.asarray(x)[..., None] >> np.arange(15, -1, -1)) & 1  # most significant first
+  values = jnp.zeros_like(x)
+  for s in range(num_stages):
+    child = upscale.class_lookup(tr.child_index, s, x)
+    if branching == 2:
+      np.testing.assert_array_equal(child, bits[..., s])
+    values = upscale.refine_values(tr, values, child, s)
+    np.testing.assert_array_equal(values, upscale.stage_values(tr, x, s + 1))
+  np.testing.assert_array_equal(values, x)
+  log_probs = upscale.next_state_log_probs(tr, jnp.zeros((1, 6, branching)), jnp.zeros_like(x), 0, "direct")
+  np.testing.assert_allclose(np.exp(log_probs).sum(-1), 1.0, rtol=1e-5)

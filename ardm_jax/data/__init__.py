@@ -7,7 +7,9 @@ The data section's keys per source, their defaults and their allowed values are 
 (`image_data`, `text_data`, `files_data`) and ardm_jax/config_schema.py, which validates them before a run; this module
 takes the values as they are and checks only what needs the files (a readable zip, enough text or patches).
   name: 'cifar10' | 'text8' | 'embedded_text' | 'embedded_bytes' (raw bytes, K=256) | 'embedded_images' |
-    'files' (your own files, all of one data.kind: 'text', 'bytes' or 'images'; see files.py).
+    'files' (your own files, all of one data.kind: 'text', 'bytes' or 'images'; see files.py) |
+    'sc09' (16-bit spoken digits, K=65536; path: the extracted Speech Commands folder) | 'embedded_audio'
+    (synthesised vowels, clip_len samples per clip; see audio.py).
   seed: seeds the epoch permutations and the per-row crops/augmentations (every source).
   seq_len, eval_split: text sources; path: text8 and files (local, ~/... or gs://).
   tfds_data_dir, download: cifar10; augment: image sources; image_size, downscale: embedded_images.
@@ -18,13 +20,16 @@ cifar10 dataset is made.
 
 from typing import Any, Mapping
 
+from ardm_jax.data import audio
 from ardm_jax.data import files
 from ardm_jax.data import images
 from ardm_jax.data import text
 from ardm_jax.data.dataset import Dataset
 from ardm_jax.data.text import decode, encode
 
-__all__ = ["Dataset", "make_dataset", "encode", "decode"]
+__all__ = ["Dataset", "make_dataset", "encode", "decode", "audio", "AUDIO_SOURCES"]
+
+AUDIO_SOURCES = ("sc09", "embedded_audio")  # 16-bit clips, K = 65536 (audio.py)
 
 
 def make_dataset(data: Mapping[str, Any]) -> Dataset:
@@ -64,6 +69,11 @@ def make_dataset(data: Mapping[str, Any]) -> Dataset:
     else:
       splits = text.embedded_text_splits(text.embedded_text_ids())
     return text.text_dataset(name, splits, seq_len=data["seq_len"], eval_split=data["eval_split"], seed=seed)
+  if name == "sc09":
+    train, test = (audio.load_sc09(data["path"], split) for split in ("train", data["eval_split"]))
+    return audio.audio_dataset(name, train, test, seed=seed)
+  if name == "embedded_audio":
+    return audio.audio_dataset(name, *audio.embedded_audio_clips(data["clip_len"]), seed=seed)
   if name == "cifar10":
     train, test = (images.load_cifar10(split, data["tfds_data_dir"], data["download"]) for split in ("train", "test"))
   elif name == "embedded_images":
