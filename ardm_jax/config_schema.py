@@ -190,7 +190,15 @@ SCHEMA = {
     "profile_steps": NON_NEGATIVE,
   },
   "eval": {"batch_size": POSITIVE, "num_passes": POSITIVE, "max_batches": NON_NEGATIVE},
-  "sample": {"budget": BUDGET, "num_samples": POSITIVE, "seed": NON_NEGATIVE},
+  "sample": {
+    "budget": BUDGET,
+    "num_samples": POSITIVE,
+    "seed": NON_NEGATIVE,
+    # Conditional generation (infill.py): a text with mask characters / a prompt, or a PNG (and its mask).
+    "prompt": Rule("string", "must be a path ('' = sample from nothing)", absent_ok=True),
+    "mask": Rule("string", "must be the path of a mask PNG ('' = none)", absent_ok=True),
+    "mask_char": Rule("string", "must be one ASCII character", lambda v: len(v) == 1 and v.isascii(), absent_ok=True),
+  },
   "compress": {"budget": BUDGET, "num_examples": POSITIVE, "order_seed": NON_NEGATIVE},
 }
 

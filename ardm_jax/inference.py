@@ -16,6 +16,7 @@ from ardm_jax import coder
 from ardm_jax import data as data_lib
 from ardm_jax import evaluation
 from ardm_jax import experiment
+from ardm_jax import infill
 from ardm_jax import likelihood
 from ardm_jax import metrics_io
 from ardm_jax import orders
@@ -68,9 +69,14 @@ def stage_plans(exp: experiment.Experiment, state, budget: int) -> tuple[np.ndar
 
 
 def sample(config: ml_collections.ConfigDict, workdir: str) -> np.ndarray:
-  """Draws config.sample.num_samples samples with config.sample.budget calls per stage and saves them."""
+  """Draws config.sample.num_samples samples with config.sample.budget calls per stage and saves them.
+
+  With config.sample.prompt (and sample.mask for images) the samples complete that input (infill.py).
+  """
   exp, _, state = restore(config, workdir)
   config = exp.config
+  if config.sample.get("prompt", "") or config.sample.get("mask", ""):
+    return _sample_given(exp, state, workdir)
   budget = config.sample.budget
   starts, planned_bpd = stage_plans(exp, state, budget)
   shape = (config.sample.num_samples,) + tuple(exp.dataset.event_shape)
@@ -99,6 +105,30 @@ def sample(config: ml_collections.ConfigDict, workdir: str) -> np.ndarray:
   writer.flush()
   logging.info("Saved %d samples (%d calls per stage, planned %.4f bpd) to %s", len(samples), budget, planned_bpd, path)
   print(f"samples ({budget} calls per stage, planned {planned_bpd:.4f} bpd): {path}")
+  return samples
+
+
+def _sample_given(exp: experiment.Experiment, state, workdir: str) -> np.ndarray:
+  """Completions of config.sample.prompt: the planner plans the unknown steps only (infill.py)."""
+  cfg = exp.config.sample
+  event_shape = tuple(exp.dataset.event_shape)
+  kind = infill.kind_of(event_shape, exp.dataset.num_classes)
+  condition = infill.load_condition(cfg.prompt, cfg.get("mask", ""), kind, event_shape, cfg.get("mask_char", "_"))
+  losses, unseen = step_tracker.seen_stage_losses(state.tracker, exp.num_stages)
+  note = step_tracker.unseen_note(unseen, exp.total_steps)
+  if note:
+    logging.warning("%s", note)
+  starts, planned = infill.plan_unknown(losses, cfg.budget, condition.num_known)
+  samples = infill.generate(exp.logits_fn(state.ema_params), exp.process, cfg.seed, condition, starts, cfg.num_samples)
+  line = infill.summary(cfg.budget, exp.num_stages, planned, condition, infill.unit_of(kind))
+  stem = str(paths.resolve(workdir) / f"samples_step{int(state.step)}_budget{cfg.budget}_given")
+  if kind == "image":
+    path = infill.write_images(stem, samples, condition, line)[-1]
+  else:
+    path = infill.write_text(stem + ".txt", samples, kind, condition, line)
+  logging.info("Saved %d completions of %s (%s) to %s", len(samples), cfg.prompt, line, path)
+  if jax.process_index() == 0:
+    print(f"completions of {cfg.prompt} ({line}): {path}")
   return samples
 
 

@@ -71,12 +71,14 @@ def corrupt(x: jax.Array, known: jax.Array, absorbing_value: int) -> jax.Array:
   return jnp.where(known, x, jnp.asarray(absorbing_value, x.dtype))
 
 
-def plan_bounds(starts, num_variables: int):
+def plan_bounds(starts, num_variables: int, first_step: int | None = 0):
   """Step ranges of the calls of a plan: call i generates the steps starts[i] .. ends[i] - 1.
 
   Args:
-    starts: int [..., n], starts[..., 0] = 0, strictly increasing, all < D (checked unless traced).
+    starts: int [..., n], starts[..., 0] = first_step, strictly increasing, all < D (checked unless traced).
     num_variables: D.
+    first_step: k, the number of variables known before the first call (0 unless generation is conditioned
+      on k given variables); None: any first start in 0..D-1.
   Returns:
     (starts, ends): int32 [..., n] each; ends[..., i] = starts[..., i + 1], and D for the last call.
   """
@@ -85,11 +87,15 @@ def plan_bounds(starts, num_variables: int):
     if (
       concrete.ndim == 0
       or concrete.shape[-1] == 0
-      or np.any(concrete[..., 0] != 0)
+      or (first_step is not None and np.any(concrete[..., 0] != first_step))
+      or np.any(concrete < 0)
       or np.any(np.diff(concrete, axis=-1) <= 0)
       or np.any(concrete >= num_variables)
     ):
-      raise ValueError(f"starts must begin at 0, increase strictly and stay below D = {num_variables}; got {concrete}.")
+      first = "a step >= 0" if first_step is None else first_step
+      raise ValueError(
+        f"starts must begin at {first}, increase strictly and stay below D = {num_variables}; got {concrete}."
+      )
   starts = jnp.asarray(starts, jnp.int32)
   last = jnp.full(starts.shape[:-1] + (1,), num_variables, jnp.int32)
   return starts, jnp.concatenate([starts[..., 1:], last], axis=-1)

@@ -17,6 +17,7 @@ current values, one network call, and the log-probabilities over the children of
 
 import dataclasses
 import functools
+import math
 from typing import Callable
 
 import jax
@@ -118,15 +119,50 @@ def mixture_refined_log_prob(process: Process, params, x, stage):
   return group_log_prob(stage + 1) - group_log_prob(stage)
 
 
-def plan_steps(starts, num_variables: int, num_stages: int):
-  """(starts, ends) int32 [S, n]: the calls of every stage (the same plan for every stage if starts is [n])."""
-  starts, ends = orders.plan_bounds(starts, num_variables)
+def plan_steps(starts, num_variables: int, num_stages: int, first_step: int | None = 0):
+  """(starts, ends) int32 [S, n]: the calls of every stage (the same plan for every stage if starts is [n]).
+
+  first_step: k, the variables given before the first call (see conditioned_stage); None: not checked.
+  """
+  starts, ends = orders.plan_bounds(starts, num_variables, first_step)
   if starts.ndim > 2:
     raise ValueError(f"a plan is starts [n] or [S, n], got shape {starts.shape}.")
   shape = (num_stages, starts.shape[-1])
   if starts.ndim == 2 and starts.shape[0] != num_stages:
     raise ValueError(f"a plan per stage needs {num_stages} rows of starts, got shape {starts.shape}.")
   return jnp.broadcast_to(starts, shape), jnp.broadcast_to(ends, shape)
+
+
+def conditional_orders(rng: jax.Array, known_BxE: jax.Array) -> jax.Array:
+  """int32 [B, *event]: random orders (ranks) that put the known variables first.
+
+  The k known variables of an example get the steps 0..k-1 and the others k..D-1, each group in a uniform
+  random order independent of the other's. With nothing known this is orders.sample_orders(rng, shape).
+  """
+  shape = known_BxE.shape
+  batch_size, num_variables = shape[0], math.prod(shape[1:])
+  sigma_BxD = orders.sample_orders(rng, shape).reshape(batch_size, num_variables)
+  key_BxD = jnp.where(known_BxE.reshape(batch_size, num_variables), sigma_BxD, sigma_BxD + num_variables)
+  return jnp.argsort(jnp.argsort(key_BxD, axis=1), axis=1).astype(jnp.int32).reshape(shape)
+
+
+def conditioned_stage(process: Process, rng: jax.Array, coarse_BxE, known_BxE, x_known_BxE, stage):
+  """The start of stage s of a walk conditioned on given variables (arXiv 2110.02037: an OA-ARDM can
+  condition on any subset): generation starts at step k, the number of given variables.
+
+  Args:
+    process: the staged process.
+    rng: PRNG key of the stage's order.
+    coarse_BxE: int32 [B, *event], the stage-s values (the given variables' own, from the stages before).
+    known_BxE: bool [B, *event], the given variables (the same number k in every example).
+    x_known_BxE: int32 [B, *event], their (fine) classes; ignored elsewhere.
+    stage: s.
+  Returns:
+    (sigma int32 [B, *event]: the stage's order, the given variables first; values int32 [B, *event]: the
+    given variables at their stage-(s+1) values, the others at their stage-s values until their call).
+  """
+  sigma_BxE = conditional_orders(rng, known_BxE)
+  return sigma_BxE, jnp.where(known_BxE, stage_values(process, x_known_BxE, stage + 1), coarse_BxE)
 
 
 def stage_values(process: Process, x, stage):

@@ -93,6 +93,34 @@ def plan(step_losses, budget) -> Plan:
   return Plan(starts=starts, cost=plan_cost(losses, starts))
 
 
+def plan_remaining(tracked_losses, budget, num_known: int) -> Plan:
+  """The optimal plan of `budget` calls over the steps k..D-1 when the first k variables are given.
+
+  Generation conditioned on k given variables starts at step k (plan_walk.conditioned_stage); a call at step t
+  costs about (its length) * L[t], whatever came before t, so the best plan of the remaining steps is the plan
+  of L[k:] alone, shifted by k. With k = 0 this is plan(sort_step_losses(tracked_losses), budget).
+
+  Args:
+    tracked_losses: [D] non-negative finite per-step losses in step order (the step tracker's); the steps
+      k..D-1 are sorted in descending order here.
+    budget: int in 1..D-k.
+    num_known: k in 0..D-1.
+  Returns:
+    Plan(starts int64 [budget] from k, strictly increasing, all < D; cost: bits/dim of the unknown steps).
+  """
+  losses = np.asarray(tracked_losses)
+  if losses.ndim != 1:
+    raise ValueError(f"tracked_losses must be 1-D [D], got shape {losses.shape}")
+  num_known = operator.index(num_known)
+  if not 0 <= num_known < losses.shape[0]:
+    raise ValueError(f"num_known must be in 0..D-1 = 0..{losses.shape[0] - 1}, got {num_known}")
+  num_unknown = losses.shape[0] - num_known
+  if not isinstance(budget, (bool, np.bool_)) and isinstance(budget, (int, np.integer)) and budget > num_unknown:
+    raise ValueError(f"budget must be in 1..D-k = 1..{num_unknown} (the unknown steps), got {budget}")
+  result = plan(sort_step_losses(losses[num_known:]), budget)
+  return Plan(starts=result.starts + num_known, cost=result.cost)
+
+
 def plan_all(step_losses) -> np.ndarray:
   """Optimal costs for every budget: float64 [D], entry b-1 is plan(step_losses, b).cost (to rounding)."""
   losses = _validated_losses(step_losses)

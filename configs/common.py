@@ -59,6 +59,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.sample.budget = ml_collections.config_dict.placeholder(int)
   c.sample.num_samples = 16
   c.sample.seed = 0
+  # Conditional generation: a text in which mask_char marks the unknown positions (shorter than a row: a prompt
+  # to continue), or a PNG whose unknown pixels `mask` (a PNG, nonzero) or its transparency marks; '' = none.
+  c.sample.prompt = ""
+  c.sample.mask = ""
+  c.sample.mask_char = "_"
 
   c.compress = ml_collections.ConfigDict()
   # Network calls per stage used to code each data point, 1..D; required, each config sets it.
