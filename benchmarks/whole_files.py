@@ -14,7 +14,7 @@ Default files (all ship with this project's dependencies, none is training data 
     wide; the CIFAR-shaped image is a 32x32 crop of the photo scaled to 64 pixels wide.
 
 Usage: python benchmarks/whole_files.py [--text_model=MODEL]... [--image_model=MODEL]... [--budget=20]
-[--files=GLOB]... Writes benchmarks/results/whole_files.json.
+[--files=GLOB]... [--no_default_files]. Writes benchmarks/results/whole_files.json.
 """
 
 import argparse
@@ -123,6 +123,7 @@ def main():
   parser.add_argument("--image_model", action="append", default=[], help="bundle of an image model")
   parser.add_argument("--budget", type=int, default=20, help="network calls per stage (one of the bundle's)")
   parser.add_argument("--files", action="append", default=[], help="glob of other files to code (repeatable)")
+  parser.add_argument("--no_default_files", action="store_true", help="code only the --files")
   parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "whole_files.json"))
   args = parser.parse_args()
   print(f"jax {jax.__version__} on {jax.devices()[0].platform} ({jax.devices()[0].device_kind})")
@@ -130,14 +131,14 @@ def main():
   results = []
   for name in args.text_model:
     bundle = codec.load_bundle(name)
-    files = dict(licence_files(), **extra)
+    files = dict({} if args.no_default_files else licence_files(), **extra)
     rows = candidates(bundle, files, args.budget, clean=bundle.kind == "text")
     print_table(f"{bundle.kind} model {name} (budget {args.budget})", rows, codec.CANDIDATES["text"])
     results.append(dict(model=name, kind=bundle.kind, files=rows))
   for name in args.image_model:
     bundle = codec.load_bundle(name)
     files, cifar_shaped = sample_images()
-    rows = candidates(bundle, dict(files, **extra), args.budget, clean=False)
+    rows = candidates(bundle, dict({} if args.no_default_files else files, **extra), args.budget, clean=False)
     print_table(f"image model {name} (budget {args.budget})", rows, codec.CANDIDATES["image_rgb"])
     single = codec.encode_files(bundle, {"cifar32.png": cifar_shaped}, args.budget, method="ardm")["cifar32.png"]
     single_bpd = 8 * len(single.blob) / single.num_dims
