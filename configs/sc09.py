@@ -13,6 +13,11 @@ archive (tensorflow-datasets' speech_commands labels the digits '_unknown_', see
 samples are classes in offset binary (int16 + 32768) and unknown samples are shown as silence (absorbing value
 32768: 0 after scaling to [-1, 1]), beside the mask channel; the steps are stratified across the batch
 (objective.antithetic), and the network's step embedding is this repository's (models/diffwave.py).
+
+Train step at batch 256 (XLA cost analysis; analytic count in brackets; benchmarks/train_step_cost.py): 469.0
+(466.1) TFLOP, 24,057,434 parameters; sc09_upscale.py: 468.5 (465.6) TFLOP, 24,040,962 parameters. Without
+rematerialisation one step holds ~850 GiB of activations: a single accelerator needs model.remat=full and a
+smaller batch (or training.grad_accum_steps).
 """
 
 from configs import common

@@ -89,3 +89,20 @@ def test_full_size_parameter_count():
   block = (512 * 256 + 256) + (3 * 256 * 512 + 512) + (256 * 512 + 512)
   rest = (128 * 512 + 512) + (512 * 512 + 512) + (2 * 256 + 256) + (256 * 256 + 256) + (256 * 90 + 90)
   assert count_params(DiffWave(num_classes_out=90), (16000,)) == 36 * block + rest
+
+
+def test_analytic_flops_match_xla_on_the_forward_pass():
+  import sys
+
+  saved_path = list(sys.path)
+  from benchmarks import train_step_cost  # it puts the checkout first on sys.path: undone below
+
+  sys.path[:] = saved_path
+
+  model = DiffWave(num_classes=65536, num_classes_out=12, ch=64, num_blocks=4, dilation_cycle=4, num_stages=3)
+  x_in, known, t = _inputs(512, batch=2)
+  params = jax.eval_shape(model.init, jax.random.key(0), x_in, known, t)
+  cost = jax.jit(model.apply).lower(params, x_in, known, t).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  analytic = 2 * train_step_cost.diffwave_forward_flops(64, 4, 512, 3, 12)
+  assert 0.9 < float(cost["flops"]) / analytic < 1.1
