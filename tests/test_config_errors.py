@@ -119,7 +119,8 @@ def test_command_line_mistakes(flags, message, text8_zip):
     pytest.param(
       {"model.name": "resnet"},
       experiment.ConfigError,
-      "config.model.name = 'resnet' is not one of ['unet', 'transformer', 'diffwave']; pick one with --config.model.name=",
+      "config.model.name = 'resnet' is not one of ['unet', 'transformer', 'diffwave']; pick one with "
+      "--config.model.name=",
       id="unknown_model",
     ),
     pytest.param(
