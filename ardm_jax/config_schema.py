@@ -135,6 +135,7 @@ MODEL = Choice(
       "ch": POSITIVE,
       "num_blocks": POSITIVE,
       "dilation_cycle": in_range(1, 20),
+      "use_step": BOOL,
     },
   }
 )

@@ -36,6 +36,7 @@ def get_config(arg=None):
   c.model.num_blocks = 36
   c.model.dilation_cycle = 12  # Dilations 1, 2, ..., 2048, three times.
   c.model.dropout = 0.0
+  c.model.use_step = True  # The step t embedded in every block (reference); False: the stage only.
   c.optimizer.learning_rate = 1e-4
   c.optimizer.warmup_steps = 15_000
   c.optimizer.b2 = 0.999

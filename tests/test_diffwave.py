@@ -62,6 +62,15 @@ def test_step_and_stage_reach_every_position():
   assert np.all(np.abs(np.asarray(model.apply(params, x_in, known, t + 12) - out)).max(-1) > 1e-6)
 
 
+def test_without_the_step_only_the_stage_reaches_the_network():
+  model = DiffWave(**TINY, num_stages=4, num_classes_out=2, use_step=False)
+  x_in, known, t = _inputs(12)
+  params = _perturbed(model.init(jax.random.key(0), x_in, known, t))
+  out = model.apply(params, x_in, known, t)
+  np.testing.assert_array_equal(model.apply(params, x_in, known, t + 1), out)  # same stage
+  assert np.all(np.abs(np.asarray(model.apply(params, x_in, known, t + 12) - out)).max(-1) > 1e-6)
+
+
 def test_bfloat16_and_remat_give_the_float32_result():
   x_in, known, t = _inputs(16)
   reference_model = DiffWave(**TINY, num_classes_out=6)
