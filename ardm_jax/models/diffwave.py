@@ -33,7 +33,9 @@ class ResidualBlock(nn.Module):
 
   @nn.compact
   def __call__(self, h_BxLxC, temb_BxE, train: bool):
-    y = h_BxLxC + nn.Dense(self.ch, dtype=self.dtype, name="temb_proj")(temb_BxE)[:, None, :]
+    y = h_BxLxC
+    if temb_BxE is not None:
+      y = y + nn.Dense(self.ch, dtype=self.dtype, name="temb_proj")(temb_BxE)[:, None, :]
     y = nn.Conv(2 * self.ch, (3,), kernel_dilation=(self.dilation,), padding="SAME", dtype=self.dtype, name="conv")(y)
     gate, filt = jnp.split(y, 2, axis=-1)
     y = jnp.tanh(filt) * nn.sigmoid(gate)
@@ -57,10 +59,11 @@ class DiffWave(nn.Module):
     dropout: rate after the gated unit (train=True only; needs a 'dropout' rng).
     dtype: compute dtype, 'float32' or 'bfloat16'; parameters stay float32 and outputs are returned as float32.
     remat: 'none' or a rematerialisation policy of every residual block (layers.REMAT_POLICIES).
-    use_step: embed the step t (the reference); False: only the stage is embedded (upscaling), as the
-      Transformer's OA model, which does not see t. A short run at lr 1e-3 or 3e-4 (configs/quickstart.py:audio)
-      grows the step path until it saturates every gated unit and the network stops using its input (15.0 bpd
-      after 600 steps with t, 12.3 without).
+    use_step: embed the step t (the reference); False: only the stage (upscaling) or nothing (OA), as the
+      Transformer's OA model, which does not see t. In a short run at lr 1e-3 or 3e-4
+      (configs/quickstart.py:audio) the embedding path (two 512-wide layers into every block) grows until it
+      saturates every gated unit and the network stops using its input (15.0 bpd after 600 steps with it,
+      12.3 without).
   """
 
   num_classes: int = 65536
@@ -89,13 +92,15 @@ class DiffWave(nn.Module):
     num_variables = math.prod(event_shape)
     num_steps = self.num_stages * num_variables
 
-    step_B = t * (_TIME_SCALE / num_steps) if self.use_step else jnp.zeros(t.shape, jnp.float32)
-    temb = layers.sinusoidal_embedding(step_B, _TEMB_FEATURES)
+    temb = None  # An OA model without the step has no embedding at all (no constant path to grow).
+    if self.use_step:
+      temb = layers.sinusoidal_embedding(t * (_TIME_SCALE / num_steps), _TEMB_FEATURES)
     if self.num_stages > 1:
-      stage_embed = nn.Embed(self.num_stages, _TEMB_FEATURES, name="stage_embed")
-      temb = temb + stage_embed(t // num_variables)
-    temb = nn.swish(nn.Dense(4 * _TEMB_FEATURES, dtype=dtype, name="temb_dense0")(temb))
-    temb = nn.swish(nn.Dense(4 * _TEMB_FEATURES, dtype=dtype, name="temb_dense1")(temb))
+      stage_embed = nn.Embed(self.num_stages, _TEMB_FEATURES, name="stage_embed")(t // num_variables)
+      temb = stage_embed if temb is None else temb + stage_embed
+    if temb is not None:
+      temb = nn.swish(nn.Dense(4 * _TEMB_FEATURES, dtype=dtype, name="temb_dense0")(temb))
+      temb = nn.swish(nn.Dense(4 * _TEMB_FEATURES, dtype=dtype, name="temb_dense1")(temb))
 
     x_BxL = x_in.reshape(batch, num_variables)
     features = [x_BxL * (2.0 / (self.num_classes - 1)) - 1.0, known.reshape(batch, num_variables)]
