@@ -25,7 +25,6 @@ import functools
 import hashlib
 import io
 import json
-import math
 import os
 import re
 import zlib
@@ -234,10 +233,8 @@ class Item:
 
   @property
   def num_dims(self) -> int:
-    """Dimensions for bits per dimension: characters, bytes, pixels x channels, entries."""
-    if self.kind == "image_rgb":
-      return math.prod(self.shape) * 3
-    return math.prod(self.shape)
+    """Dimensions for bits per dimension (container.num_dims)."""
+    return container.num_dims(self.kind, self.shape)
 
 
 # The value of the padding positions (not coded, shown to the network as known): both sides know it.
@@ -386,8 +383,9 @@ def prepare(name: str, raw: bytes, bundle: Bundle, *, clean: bool = False, model
       item = _image_item(name, raw, bundle)
     else:
       item = _text_item(name, raw, bundle, clean)
-    if item.num_dims > container.MAX_VALUES:
-      raise CodecError(f"{name}: {item.num_dims} values, above the model's limit of {container.MAX_VALUES} per file.")
+    values = container.num_values(item.kind, item.shape)  # the decoder's bound (container.unpack)
+    if values > container.MAX_VALUES:
+      raise CodecError(f"{name}: {values} values, above the model's limit of {container.MAX_VALUES} per file.")
   except CodecError as e:
     if model_only:
       raise

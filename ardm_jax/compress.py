@@ -12,7 +12,6 @@ over an existing file or symlink unless --force is given. `info` shows a compres
 other file what every candidate method would make of it.
 """
 
-import os
 import sys
 import time
 
@@ -177,7 +176,7 @@ def _exists(target) -> codec.CodecError:
 def _write_all(targets, contents) -> None:
   """Writes every output, refusing before the first write if any exists (without --force)."""
   if not FLAGS.force:
-    taken = [t for t in targets if os.path.lexists(t) or (paths.is_url(t) and t.exists())]
+    taken = [t for t in targets if paths.occupied(t)]
     if taken:
       raise _exists(taken[0])
   for target, content in zip(targets, contents):

@@ -47,6 +47,16 @@ _FIXED = struct.Struct("<4sBB8s4sI")
 _CRC = struct.Struct("<I")
 
 
+def num_values(kind: str, shape) -> int:
+  """The data values the model codes: bytes of text and files, pixels x 3 for images (also grayscale), entries."""
+  return math.prod(shape) * (3 if kind in ("image_rgb", "image_l") else 1)
+
+
+def num_dims(kind: str, shape) -> int:
+  """Dimensions for bits per dimension: characters, bytes, pixels x channels (1 for grayscale), entries."""
+  return math.prod(shape) * (3 if kind == "image_rgb" else 1)
+
+
 class FormatError(ValueError):
   """Not a readable version-2 file: the message names the file and what is wrong."""
 
@@ -81,15 +91,11 @@ class Header:
 
   @property
   def num_values(self) -> int:
-    """The data values: bytes of text and files, pixels x 3 for images (as the model codes them), entries."""
-    if self.kind in ("image_rgb", "image_l"):
-      return math.prod(self.shape) * 3
-    return math.prod(self.shape)
+    return num_values(self.kind, self.shape)
 
   @property
   def num_dims(self) -> int:
-    """Dimensions for bits per dimension: characters, bytes, pixels x channels (1 for grayscale), entries."""
-    return self.num_values // 3 if self.kind == "image_l" else self.num_values
+    return num_dims(self.kind, self.shape)
 
   @property
   def restored_size(self) -> int | None:

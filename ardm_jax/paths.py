@@ -51,6 +51,11 @@ def write_atomically(path: epath.Path, data: bytes | str) -> None:
   os.replace(tmp, path)
 
 
+def occupied(path: epath.Path) -> bool:
+  """Whether anything is at `path`: an object, a file, a directory, or a symlink (even a dangling one)."""
+  return path.exists() if is_url(path) else os.path.lexists(path)
+
+
 def write_new_file(path: epath.Path, data: bytes, *, force: bool = False) -> None:
   """Writes a whole file that a reader sees complete or not at all, never through a symlink.
 
@@ -67,7 +72,7 @@ def write_new_file(path: epath.Path, data: bytes, *, force: bool = False) -> Non
   local = os.fspath(path)
   if os.path.isdir(local) and not os.path.islink(local):
     raise IsADirectoryError(f"{path} is a directory")
-  if not force and os.path.lexists(local):
+  if not force and occupied(path):
     raise FileExistsError(f"{path} exists")
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = os.path.join(os.path.dirname(local), f".{os.path.basename(local)}.{uuid.uuid4().hex}.tmp")

@@ -266,3 +266,12 @@ def test_a_bundle_config_is_data_checked_by_the_schema(tmp_path, text_bundle):
     codec.write_bundle(tmp_path / key, config, text_bundle.params, text_bundle.meta)
     with pytest.raises(codec.CodecError, match=f"its config.json is not a valid config: {message}"):
       codec.load_bundle(tmp_path / key)
+
+
+def test_a_file_above_the_decoders_value_limit_is_never_coded_by_the_model(tmp_path):
+  """A grayscale PNG is coded as 3 channels: 2400 x 2400 pixels are 17.3M values, above the 2^24 that decode
+  accepts, so the encoder leaves it to the classic codecs instead of writing a file nobody can decode."""
+  bundle = _bundle(tmp_path / "img", "images", event_shape=(4, 4, 3))
+  item = codec.prepare("big.png", _png(np.zeros((2400, 2400), np.uint8), "L"), bundle)
+  assert 2400 * 2400 <= container.MAX_VALUES < container.num_values("image_l", (2400, 2400))
+  assert item.kind == "file" and item.rows is None and "above the model's limit" in item.note
