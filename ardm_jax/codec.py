@@ -238,7 +238,7 @@ class Item:
 
 
 # The value of the padding positions (not coded, shown to the network as known): both sides know it.
-FILL = {"text": 0, "bytes": ord(" "), "image": 128, "array": 0}
+FILL = {"text": 0, "bytes": ord(" "), "image": 128}
 
 
 def _values_crc(values) -> int:
@@ -541,8 +541,8 @@ def read_header(name: str, blob: bytes, bundle: Bundle) -> tuple[container.Heade
       f"{numerics_fingerprint().hex()}: {here}); the decoder needs the encoder's jax, jaxlib, backend, device "
       f"kind, x64 and XLA flags."
     )
-  model_kind = {"text": "text", "bytes": "bytes", "image_rgb": "image", "image_l": "image"}.get(header.kind, "array")
-  if model_kind not in (bundle.kind, "array") or header.budget_index >= len(bundle.budgets):
+  model_kind = {"text": "text", "bytes": "bytes", "image_rgb": "image", "image_l": "image", "array": "array"}
+  if model_kind.get(header.kind) not in (bundle.kind, "array") or header.budget_index >= len(bundle.budgets):
     raise CodecError(f"{name}: its kind {header.kind} or budget index does not fit the bundle (damaged file).")
   if header.kind == "array" and (
     header.shape[-len(bundle.event_shape) :] != bundle.event_shape or len(header.shape) > len(bundle.event_shape) + 1

@@ -173,6 +173,10 @@ def test_crafted_sizes_are_refused_before_anything_is_allocated(text_bundle, tex
     "a metadata list, not an object": (_raw_header(text_bundle, bytes([text, 8, 0, 2]) + b"[]", with_metadata), "JSON"),
     "an unknown method": (_raw_header(text_bundle, bytes([text, 8, 0]), 0x7F), "unknown coding method"),
     "an unknown kind": (_raw_header(text_bundle, bytes([99, 8, 0])), "unknown data kind"),
+    "the model on a 'file' kind": (
+      _raw_header(text_bundle, bytes([container.KINDS.index("file"), 8, 0])),
+      "does not fit the bundle",
+    ),
     "a header cut short": (_raw_header(text_bundle, bytes([text])), "truncated header"),
   }
   for what, (blob, message) in cases.items():
