@@ -2,10 +2,12 @@
 
 Byte methods code a file's bytes: 'stored' (the bytes as they are: a PNG's own bytes), 'zstd' (level 19),
 'brotli' (quality 11) and 'xz' (preset 9, extreme). Image methods code pixels: 'webp' (lossless, level 100,
-method 6) and 'jxl' (JPEG XL lossless, effort 9). All come from imagecodecs, except xz (Python's lzma).
+method 6) and 'jxl' (JPEG XL lossless, effort 9). The sample method codes 16-bit mono audio: 'flac' (level 8, the
+highest, through soundfile's libsndfile). All come from imagecodecs, except xz (Python's lzma) and flac.
 Decoders are given the exact output size, so a crafted payload cannot make them allocate more.
 """
 
+import io
 import lzma
 
 import imagecodecs
@@ -67,3 +69,38 @@ def decode_pixels(method: str, payload: bytes, shape: tuple[int, ...]) -> np.nda
   except (ValueError, imagecodecs.WebpError, imagecodecs.JpegxlError) as e:
     raise ValueError(f"the {method} payload is not a {shape} image ({e})") from None
   raise ValueError(f"{method!r} is not an image method")
+
+
+def encode_samples(method: str, pcm_int16: np.ndarray, sample_rate: int) -> bytes:
+  """The payload of int16 mono samples [L] under a sample method: FLAC at its highest level (8)."""
+  import soundfile  # pylint: disable=g-import-not-at-top
+
+  if method != "flac":
+    raise ValueError(f"{method!r} is not a sample method")
+  out = io.BytesIO()
+  soundfile.write(
+    out, np.asarray(pcm_int16, np.int16), sample_rate, subtype="PCM_16", format="FLAC", compression_level=1.0
+  )
+  return out.getvalue()
+
+
+def decode_samples(method: str, payload: bytes, num_samples: int, sample_rate: int) -> np.ndarray:
+  """int16 [num_samples] of a sample method's payload; ValueError unless it is that many mono 16-bit samples at
+  that rate (checked from the stream's header before its samples are read)."""
+  import soundfile  # pylint: disable=g-import-not-at-top
+
+  if method != "flac":
+    raise ValueError(f"{method!r} is not a sample method")
+  try:
+    with soundfile.SoundFile(io.BytesIO(payload)) as f:
+      found = (f.frames, f.channels, f.samplerate, f.format, f.subtype)
+      if found != (num_samples, 1, sample_rate, "FLAC", "PCM_16"):
+        raise ValueError(
+          f"the flac payload holds {found}, its header says {num_samples} mono PCM_16 at {sample_rate} Hz"
+        )
+      pcm = f.read(num_samples, dtype="int16", always_2d=False)
+  except (soundfile.LibsndfileError, RuntimeError) as e:
+    raise ValueError(f"the flac payload does not decode ({e})") from None
+  if pcm.shape != (num_samples,):
+    raise ValueError(f"the flac payload restores {pcm.shape[0]} samples, its header says {num_samples}")
+  return np.ascontiguousarray(pcm)

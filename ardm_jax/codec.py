@@ -16,8 +16,10 @@ A decoder checks the whole header before any network call and writes nothing unl
 matches.
 
 Data kinds: 'text' (a 27-letter model: a-z and space), 'bytes' (a K = 256 text model: any file), images (PNG,
-RGB or grayscale, any size, tiled into the model's patches), 'array' (.npy of integers in 0..K-1 shaped like
-one or several data points) and, for the classic codecs only, 'file' (anything the model cannot code).
+RGB or grayscale, any size, tiled into the model's patches), 'audio' (mono 16-bit PCM WAV of any length and
+sample rate, cut into the model's clips; decoding writes the canonical WAV of the same samples and rate),
+'array' (.npy of integers in 0..K-1 shaped like one or several data points) and, for the classic codecs only,
+'file' (anything the model cannot code).
 """
 
 import dataclasses
@@ -27,6 +29,7 @@ import io
 import json
 import os
 import re
+import wave
 import zlib
 
 from etils import epath
@@ -41,7 +44,9 @@ from ardm_jax import coder
 from ardm_jax import config_schema
 from ardm_jax import container
 from ardm_jax import experiment
+from ardm_jax import outputs
 from ardm_jax import plan_walk
+from ardm_jax.data import audio as audio_lib
 from ardm_jax.data import text as text_lib
 
 SUFFIX = container.SUFFIX
@@ -51,6 +56,8 @@ KINDS = {
   "embedded_bytes": "bytes",
   "cifar10": "image",
   "embedded_images": "image",
+  "sc09": "audio",
+  "embedded_audio": "audio",
 }
 # XLA flags that change no numerics (how many host devices to fake, where to dump): left out of the fingerprint.
 _IGNORED_XLA_FLAGS = ("--xla_force_host_platform_device_count", "--xla_dump")
@@ -61,6 +68,7 @@ CANDIDATES = {
   "bytes": ("ardm", "stored", "zstd", "brotli", "xz"),
   "image_rgb": ("ardm", "stored", "webp", "jxl"),
   "image_l": ("ardm", "stored", "webp", "jxl"),
+  "audio": ("ardm", "stored", "flac", "zstd", "xz"),
   "array": ("ardm", "stored", "zstd"),
   "file": ("stored", "zstd", "brotli", "xz"),
 }
@@ -217,8 +225,9 @@ class Item:
     kind: the container kind (container.KINDS).
     shape, dtype: the container's shape fields (dtype: arrays only).
     file_bytes: what the byte methods code and restore.
-    values: what the model and the image methods code and restore: text bytes, uint8 pixels [H, W(, 3)], or
-      the array; None for 'file'.
+    values: what the model and the image and sample methods code and restore: text bytes, uint8 pixels
+      [H, W(, 3)], int16 audio samples [L], or the array; None for 'file'.
+    sample_rate: audio only.
     rows: (x int32 [n, *event], fixed bool [n, *event]) for the model, or None if the model cannot code it.
     note: what the user should know (a cleaned text, why the model does not code the file).
   """
@@ -230,6 +239,7 @@ class Item:
   values: bytes | np.ndarray | None
   rows: tuple[np.ndarray, np.ndarray] | None
   note: str = ""
+  sample_rate: int | None = None
 
   @property
   def num_dims(self) -> int:
@@ -238,7 +248,7 @@ class Item:
 
 
 # The value of the padding positions (not coded, shown to the network as known): both sides know it.
-FILL = {"text": 0, "bytes": ord(" "), "image": 128}
+FILL = {"text": 0, "bytes": ord(" "), "image": 128, "audio": audio_lib.SILENCE}
 
 
 def _values_crc(values) -> int:
@@ -296,6 +306,8 @@ def _layout(kind: str, values, bundle: Bundle) -> tuple[np.ndarray, np.ndarray]:
     return _text_layout(np.frombuffer(values, np.uint8), bundle)
   if kind in ("image_rgb", "image_l"):
     return _image_layout(values, bundle)
+  if kind == "audio":
+    return _text_layout(audio_lib.to_classes(values), bundle)
   x = np.asarray(values).reshape((-1,) + bundle.event_shape).astype(np.int32)
   return x, np.zeros(x.shape, bool)
 
@@ -348,6 +360,28 @@ def _image_item(name: str, raw: bytes, bundle: Bundle) -> Item:
   return Item("image_rgb" if image.mode == "RGB" else "image_l", pixels.shape[:2], None, raw, pixels, None)
 
 
+def _audio_item(name: str, raw: bytes, bundle: Bundle) -> Item:
+  """A mono 16-bit PCM WAV file of any length and sample rate (the model was trained at its data's rate)."""
+  try:
+    with wave.open(io.BytesIO(raw), "rb") as w:
+      channels, width, rate = w.getnchannels(), w.getsampwidth(), w.getframerate()
+      if (channels, width) != (1, 2):
+        raise CodecError(f"{name}: a {channels}-channel {8 * width}-bit WAV; the audio model codes mono 16-bit PCM.")
+      if w.getnframes() > container.MAX_VALUES:
+        raise CodecError(f"{name}: {w.getnframes()} samples, above the model's limit of {container.MAX_VALUES}.")
+      pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.int16)
+  except (wave.Error, EOFError, RuntimeError) as e:  # RuntimeError: a chunk size past the end
+    why = e or "a chunk runs past the end of the file"
+    raise CodecError(f"{name}: not a readable PCM WAV file ({why}); the audio model takes mono 16-bit WAV.") from None
+  note = ""
+  if outputs.wav_bytes(pcm, rate) != raw:
+    note = (
+      f"{name}: its WAV has more than the samples and rate (extra chunks, or a header other than the canonical "
+      f"44 bytes): the model's file decodes to the canonical WAV of the same {len(pcm)} samples"
+    )
+  return Item("audio", (len(pcm),), None, raw, pcm, None, note, sample_rate=rate)
+
+
 def _array_item(name: str, raw: bytes, bundle: Bundle) -> Item:
   """A .npy array of integers in 0..K-1, shaped like one data point or [n, *event]."""
   try:
@@ -381,6 +415,8 @@ def prepare(name: str, raw: bytes, bundle: Bundle, *, clean: bool = False, model
       item = _array_item(name, raw, bundle)
     elif bundle.kind == "image":
       item = _image_item(name, raw, bundle)
+    elif bundle.kind == "audio":
+      item = _audio_item(name, raw, bundle)
     else:
       item = _text_item(name, raw, bundle, clean)
     values = container.num_values(item.kind, item.shape)  # the decoder's bound (container.unpack)
@@ -393,10 +429,12 @@ def prepare(name: str, raw: bytes, bundle: Bundle, *, clean: bool = False, model
   return dataclasses.replace(item, rows=_layout(item.kind, item.values, bundle))
 
 
-def restore_file(kind: str, values, bundle: Bundle) -> bytes:
-  """The file that decoding writes for an item's values (text bytes, a PNG, a .npy)."""
+def restore_file(kind: str, values, bundle: Bundle, sample_rate: int | None = None) -> bytes:
+  """The file that decoding writes for an item's values (text bytes, a PNG, a WAV, a .npy)."""
   if kind in ("text", "bytes"):
     return values
+  if kind == "audio":
+    return outputs.wav_bytes(values, sample_rate)
   if kind in ("image_rgb", "image_l"):
     from PIL import Image  # pylint: disable=g-import-not-at-top
 
@@ -453,7 +491,8 @@ def _header(bundle: Bundle, item: Item, method: str, budget: int, metadata) -> c
     shape=tuple(item.shape),
     dtype=item.dtype,
     budget_index=bundle.budgets.index(budget) if method == "ardm" else None,
-    file_size=len(item.file_bytes) if byte_method and item.kind in ("image_rgb", "image_l", "array") else None,
+    file_size=len(item.file_bytes) if byte_method and item.kind in container.VALUE_KINDS else None,
+    sample_rate=item.sample_rate,
     metadata=metadata,
   )
 
@@ -461,6 +500,8 @@ def _header(bundle: Bundle, item: Item, method: str, budget: int, metadata) -> c
 def _classic_payload(method: str, item: Item) -> bytes:
   if method in container.BYTE_METHODS:
     return classic.encode_bytes(method, item.file_bytes)
+  if method in container.SAMPLE_METHODS:
+    return classic.encode_samples(method, item.values, item.sample_rate)
   return classic.encode_pixels(method, item.values)
 
 
@@ -527,6 +568,10 @@ def read_header(name: str, blob: bytes, bundle: Bundle) -> tuple[container.Heade
     header, payload = container.unpack(name, blob)
   except container.FormatError as e:
     raise CodecError(str(e)) from None
+  if header.method in container.IMAGE_METHODS + container.SAMPLE_METHODS:
+    wanted = ("image_rgb", "image_l") if header.method in container.IMAGE_METHODS else ("audio",)
+    if header.kind not in wanted:
+      raise CodecError(f"{name}: method {header.method} does not code {header.kind} data (crafted or damaged file).")
   if header.method != "ardm":
     return header, payload
   if header.bundle != bundle.fingerprint_bytes:
@@ -541,7 +586,14 @@ def read_header(name: str, blob: bytes, bundle: Bundle) -> tuple[container.Heade
       f"{numerics_fingerprint().hex()}: {here}); the decoder needs the encoder's jax, jaxlib, backend, device "
       f"kind, x64 and XLA flags."
     )
-  model_kind = {"text": "text", "bytes": "bytes", "image_rgb": "image", "image_l": "image", "array": "array"}
+  model_kind = {
+    "text": "text",
+    "bytes": "bytes",
+    "image_rgb": "image",
+    "image_l": "image",
+    "audio": "audio",
+    "array": "array",
+  }
   if model_kind.get(header.kind) not in (bundle.kind, "array") or header.budget_index >= len(bundle.budgets):
     raise CodecError(f"{name}: its kind {header.kind} or budget index does not fit the bundle (damaged file).")
   if header.kind == "array" and (
@@ -559,6 +611,8 @@ def _template(header: container.Header, bundle: Bundle):
     return bytes(header.shape[0]) if header.kind == "bytes" else b" " * header.shape[0]
   if header.kind in ("image_rgb", "image_l"):
     return np.zeros(tuple(header.shape) + ((3,) if header.kind == "image_rgb" else ()), np.uint8)
+  if header.kind == "audio":
+    return np.zeros(header.shape, np.int16)
   return np.zeros(header.shape, np.dtype(header.dtype))
 
 
@@ -570,6 +624,8 @@ def _values_of(header: container.Header, x: np.ndarray, bundle: Bundle):
     return x.reshape(-1)[: header.shape[0]].astype(np.uint8).tobytes()
   if header.kind in ("image_rgb", "image_l"):
     return _untile(x, header.shape, header.kind == "image_l", bundle)
+  if header.kind == "audio":
+    return audio_lib.to_pcm16(x.reshape(-1)[: header.shape[0]])
   return x.reshape(header.shape).astype(np.dtype(header.dtype))
 
 
@@ -588,6 +644,9 @@ def decode_files(bundle: Bundle, inputs: dict[str, bytes]) -> dict[str, bytes]:
       elif header.method in container.IMAGE_METHODS:
         shape = tuple(header.shape) + ((3,) if header.kind == "image_rgb" else ())
         restored[name] = (None, classic.decode_pixels(header.method, payload, shape))
+      elif header.method in container.SAMPLE_METHODS:
+        pcm = classic.decode_samples(header.method, payload, header.shape[0], header.sample_rate)
+        restored[name] = (None, pcm)
     except ValueError as e:
       raise CodecError(f"{name}: corrupted: {e}.") from None
   by_budget = {}
@@ -630,7 +689,7 @@ def decode_files(bundle: Bundle, inputs: dict[str, bytes]) -> dict[str, bytes]:
     crc = zlib.crc32(file_bytes) if file_bytes is not None else _values_crc(values)
     if crc != header.data_crc:
       raise CodecError(f"{name}: the decoded data does not match its checksum (corrupted file or other numerics).")
-    out[name] = file_bytes if file_bytes is not None else restore_file(header.kind, values, bundle)
+    out[name] = file_bytes if file_bytes is not None else restore_file(header.kind, values, bundle, header.sample_rate)
   return out
 
 

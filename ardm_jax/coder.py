@@ -26,18 +26,24 @@ sum(-log2 f / 2^24): 32 header bits plus the ANS flush and word rounding (-3..+5
 random messages, < 64).
 """
 
+import dataclasses
 import functools
+import math
 import zlib
 
 import constriction
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+from ardm_jax import distributions
 from ardm_jax import plan_walk
 
 EPS = 2e-5  # arXiv 2110.02037: lossless compression: smoothing mass per class.
 PRECISION = 24  # Bits of the fixed-point probabilities of constriction's default ANS coder (32-bit words).
 HEADER_WORDS = 1
+MAX_DIGIT_BASE = 256  # A logistic mixture's choice among C children is coded in digits of at most 256 values.
+_CHUNK = 1024  # Rows per interval-probability call of the mixture digits.
 
 
 def quantized_probabilities(logits, eps: float = EPS, *, allowed=None, precision: int = PRECISION) -> np.ndarray:
@@ -128,15 +134,84 @@ def _children_log_probs(logits, coarse, stage, *, process):
   return plan_walk.children_log_probs(process, logits, coarse, stage)
 
 
+def _digits(num_children: int) -> tuple[int, int]:
+  """(L, b): a mixture's child number 0..C-1 is coded as L base-b digits, most significant first, with the
+  smallest L such that b <= MAX_DIGIT_BASE and b^L >= C (C = 65,536 classes: two bytes; C <= 256: one digit)."""
+  levels = 1
+  while MAX_DIGIT_BASE**levels < num_children:
+    levels += 1
+  base = max(2, math.ceil(num_children ** (1.0 / levels)))
+  while base**levels < num_children:
+    base += 1
+  return levels, base
+
+
+@functools.partial(jax.jit, static_argnames="num_classes")
+def _interval_log_probs(params_Nx3M, lo_NxB, hi_NxB, num_classes: int):
+  """float32 [N, b]: log P(lo <= x <= hi) of every row's mixture, for b intervals per row."""
+  params_NxBx3M = jnp.broadcast_to(params_Nx3M[:, None], lo_NxB.shape + params_Nx3M.shape[-1:])
+  return distributions.interval_log_prob(params_NxBx3M, lo_NxB, hi_NxB, num_classes)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _DigitFreqs:
+  """The frequencies of one digit of the children of a call's coded variables under their logistic mixtures,
+  computed when called: the encoder keeps these (the mixture parameters, ~3M floats per variable) instead of
+  C frequencies per variable until it pushes in reverse, and recomputes them bitwise as the decoder did.
+
+  Digit d of child numbers starting at `first` (the digits so far) stands for children first + d * span ..
+  first + (d + 1) * span - 1, whose classes are one run (base-b transitions): its probability is the mixture's
+  mass on that run, an interval probability (distributions.interval_log_prob). Children past the value's last
+  are not allowed (frequency 1).
+  """
+
+  process: plan_walk.Process
+  stage: int
+  params_Nx3M: np.ndarray  # float32
+  coarse_N: np.ndarray  # the stage-s values
+  first_N: np.ndarray  # the child number the digits so far give
+  span: int
+  base: int
+  eps: float
+
+  def __call__(self) -> np.ndarray:
+    tr, s = self.process.transitions, self.stage
+    num_rows = len(self.coarse_N)
+    last_child_N = tr.num_children[s][self.coarse_N].astype(np.int64) - 1
+    first_NxB = self.first_N[:, None] + np.arange(self.base) * self.span
+    allowed_NxB = first_NxB <= last_child_N[:, None]
+    first_NxB = np.minimum(first_NxB, last_child_N[:, None])
+    last_NxB = np.minimum(first_NxB + self.span - 1, last_child_N[:, None])
+    stride, coarse_Nx1 = int(tr.child_stride[s]), self.coarse_N[:, None].astype(np.int64)
+    lo_NxB = coarse_Nx1 + first_NxB * stride
+    hi_NxB = np.minimum(coarse_Nx1 + (last_NxB + 1) * stride - 1, tr.group_last[s][self.coarse_N][:, None])
+    log_probs = np.zeros((num_rows, self.base), np.float32)
+    for begin in range(0, num_rows, _CHUNK):  # fixed-size chunks: one compilation, bounded memory
+      rows = slice(begin, min(begin + _CHUNK, num_rows))
+      pad = _CHUNK - (rows.stop - rows.start)
+      chunk = [np.pad(a[rows], [(0, pad)] + [(0, 0)] * (a.ndim - 1)) for a in (self.params_Nx3M, lo_NxB, hi_NxB)]
+      lo, hi = (a.astype(np.int32) for a in chunk[1:])
+      log_probs[rows] = np.asarray(_interval_log_probs(chunk[0], lo, hi, self.process.num_classes))[: _CHUNK - pad]
+    return quantized_probabilities(log_probs, self.eps, allowed=allowed_NxB)
+
+
+def _refine(transitions, stage: int, coarse, children) -> np.ndarray:
+  """int32: the stage-(s+1) values of the children of the stage-s values (numpy upscale.refine_values)."""
+  if transitions.child_stride is not None:
+    return (coarse + children * transitions.child_stride[stage]).astype(np.int32)
+  return transitions.child_state[stage][coarse, children]
+
+
 def _walk(logits_fn, process, rows_in, batch_size, eps, code_step):
   """Runs the planned calls over all rows; code_step gives the coded children of every call.
 
   Args:
     rows_in: the _Rows of the call: event_shape, sigma, starts, ends, fill (int32 [N, D] values of the fixed
       positions, the classes; anything elsewhere) and fixed (bool [N, D] positions not coded).
-    code_step(stage, step [m] positions of the call, freqs [M, C], coded [N, m]) -> int64 [M]: the children
-      of the coded variables of the call (row-major over (row, position) where coded), whose frequencies are
-      freqs.
+    code_step(stage, step [m] positions of the call, freqs, coded [N, m], span, base) -> int64 [M]: one
+      base-`base` digit of the child numbers of the call's coded variables (row-major over (row, position)
+      where coded), the digit of weight `span`; freqs() gives their frequencies [M, base]. A categorical
+      output codes each child in one digit (span 1, base C); a logistic mixture in `_digits` digits.
   Returns:
     int32 [N, D]: the classes.
   """
@@ -145,19 +220,19 @@ def _walk(logits_fn, process, rows_in, batch_size, eps, code_step):
   num_rows, num_variables = fixed.shape
   num_groups = -(-num_rows // batch_size)
   padded = num_groups * batch_size
-  state_values = process.transitions.state_values
+  tr = process.transitions
   values = np.zeros((padded, num_variables), np.int32)  # padding rows: class 0, nothing known
-  values[:num_rows] = np.where(fixed, state_values[0][fill], state_values[0, 0])
+  values[:num_rows] = np.where(fixed, tr.state_values[0][fill], tr.state_values[0, 0])
   known_fixed = np.zeros((padded, num_variables), bool)
   known_fixed[:num_rows] = fixed
   for s in range(process.num_stages):
     coarse = values.copy()
-    values[:num_rows][fixed] = state_values[s + 1][fill[fixed]]
+    values[:num_rows][fixed] = tr.state_values[s + 1][fill[fixed]]
     positions = np.argsort(sigma[s])
     for start, end in zip(starts[s], ends[s]):
       known = (sigma[s] < start)[None] | known_fixed
       step = positions[start:end]
-      log_probs = []
+      outputs = []
       for g in range(num_groups):
         rows = slice(g * batch_size, (g + 1) * batch_size)
         group_shape = (batch_size,) + tuple(event_shape)
@@ -165,27 +240,45 @@ def _walk(logits_fn, process, rows_in, batch_size, eps, code_step):
         group_known = known[rows].reshape(group_shape)
         x_in = _network_input(values[rows].reshape(group_shape), group_coarse, group_known, s, process=process)
         logits = logits_fn(x_in, group_known, np.full((batch_size,), s * num_variables + start, np.int32))
-        group_log_probs = _children_log_probs(logits, group_coarse, s, process=process)
-        log_probs.append(np.asarray(group_log_probs).reshape(batch_size, num_variables, -1)[:, step])
-      log_probs = np.concatenate(log_probs)[:num_rows]  # [N, m, C]
+        if not process.num_mixtures:  # the categorical's log-probs over the children
+          logits = _children_log_probs(logits, group_coarse, s, process=process)
+        outputs.append(np.asarray(logits).reshape(batch_size, num_variables, -1)[:, step])
+      outputs = np.concatenate(outputs)[:num_rows]  # [N, m, C] log-probs or [N, m, 3M] mixture parameters
       coded = ~fixed[:, step]  # [N, m]
       step_coarse = coarse[:num_rows, step][coded]
-      freqs = quantized_probabilities(log_probs[coded], eps, allowed=process.transitions.valid_children[s][step_coarse])
-      children = code_step(s, step, freqs, coded)
+      if process.num_mixtures:
+        levels, base = _digits(tr.max_branching)
+        children = np.zeros(len(step_coarse), np.int64)
+        params = np.ascontiguousarray(outputs[coded], np.float32)
+        for level in range(levels):
+          span = base ** (levels - 1 - level)
+          freqs = _DigitFreqs(process, s, params, step_coarse, children.copy(), span, base, eps)
+          children += span * np.asarray(code_step(s, step, freqs, coded, span, base), np.int64)
+      else:
+        allowed = tr.num_children[s][step_coarse][:, None] > np.arange(tr.max_branching)
+        freqs = quantized_probabilities(outputs[coded], eps, allowed=allowed)
+        children = code_step(s, step, lambda freqs=freqs: freqs, coded, 1, tr.max_branching)
       step_values = values[:num_rows, step]
-      step_values[coded] = process.transitions.child_state[s][step_coarse, children]
+      step_values[coded] = _refine(tr, s, step_coarse, children)
       values[:num_rows, step] = step_values
   return values[:num_rows]
 
 
-def _push(steps) -> np.ndarray:
-  """ANS words of the (symbols [m], frequencies [m, C]) steps, so that decoding pops steps[0] first."""
-  ans = constriction.stream.stack.AnsCoder()
+def _push(steps, num_streams: int) -> list[np.ndarray]:
+  """ANS words of every stream, so that decoding pops steps[0] first.
+
+  steps: [(freqs, [(stream, symbols [m], rows [m] of freqs())])]; each freqs() is computed once, in reverse.
+  """
+  coders = [constriction.stream.stack.AnsCoder() for _ in range(num_streams)]
   family = constriction.stream.model.Categorical(perfect=False)
-  for symbols, freqs in reversed(steps):
-    if symbols.size:
-      ans.encode_reverse(symbols.astype(np.int32), family, (freqs - 1).astype(np.float64))
-  return ans.get_compressed()
+  for freqs_fn, parts in reversed(steps):
+    if not any(symbols.size for _, symbols, _ in parts):
+      continue
+    weights = (freqs_fn() - 1).astype(np.float64)
+    for k, symbols, index in parts:
+      if symbols.size:
+        coders[k].encode_reverse(symbols.astype(np.int32), family, weights[index])
+  return [ans.get_compressed() for ans in coders]
 
 
 def _with_header(words: np.ndarray, settings_crc: int) -> np.ndarray:
@@ -276,17 +369,16 @@ def encode(
     raise ValueError(f"x must take values in 0..{process.num_classes - 1}, the model's classes.")
   rows = _Rows(process, x.shape, sigma, starts, streams, fixed, x, batch_size, eps)
   flat = x.reshape(rows.num_rows, -1)
-  steps = [[] for _ in range(rows.num_streams)]
+  steps = []
 
-  def code_step(s, step, freqs, coded):
-    children = process.transitions.child_index[s][flat[:, step]]  # [N, m]
-    order_of_coded = np.cumsum(coded.reshape(-1)).reshape(coded.shape) - 1  # index into freqs
-    for k, mask in rows.split(coded):
-      steps[k].append((children[mask], freqs[order_of_coded[mask]]))
-    return children[coded]
+  def code_step(s, step, freqs, coded, span, base):
+    digits = (process.transitions.child_index[s][flat[:, step]] // span) % base  # [N, m]
+    order_of_coded = np.cumsum(coded.reshape(-1)).reshape(coded.shape) - 1  # index into freqs()
+    steps.append((freqs, [(k, digits[mask], order_of_coded[mask]) for k, mask in rows.split(coded)]))
+    return digits[coded]
 
   _walk(logits_fn, process, rows, batch_size, eps, code_step)
-  words = [_push(stream_steps) for stream_steps in steps]
+  words = _push(steps, rows.num_streams)
   if not checksum:
     return [w.astype(np.uint32) for w in words]
   return [_with_header(w, settings) for w, settings in zip(words, rows.settings)]
@@ -326,13 +418,15 @@ def decode(
   coders = [_open(message, settings if checksum else None) for message, settings in zip(messages, rows.settings)]
   family = constriction.stream.model.Categorical(perfect=False)
 
-  def code_step(s, step, freqs, coded):
-    del s, step
+  def code_step(s, step, freqs, coded, span, base):
+    del s, step, span, base
     order_of_coded = np.cumsum(coded.reshape(-1)).reshape(coded.shape) - 1
     children = np.zeros(coded.shape, np.int64)
-    for k, mask in rows.split(coded):
-      if mask.any():
-        children[mask] = coders[k].decode(family, (freqs[order_of_coded[mask]] - 1).astype(np.float64))
+    if coded.any():
+      weights = (freqs() - 1).astype(np.float64)
+      for k, mask in rows.split(coded):
+        if mask.any():
+          children[mask] = coders[k].decode(family, weights[order_of_coded[mask]])
     return children[coded]
 
   x = _walk(logits_fn, process, rows, batch_size, eps, code_step)

@@ -3,7 +3,8 @@
 Layout (integers little-endian; varint = unsigned LEB128, at most 10 bytes):
   magic b"ARDM" | version u8 (2) | method u8 (bit 7: a metadata field follows) | bundle fingerprint (8 bytes) |
   numerics fingerprint (4 bytes) | CRC32 of the restored data (u32) | kind u8 | the kind's shape (varints) |
-  ardm only: budget index in the bundle (varint) | byte methods on images and arrays: the file size (varint) |
+  audio only: the sample rate (varint) | ardm only: budget index in the bundle (varint) | byte methods on
+  images, arrays and audio: the file size (varint) |
   metadata, if flagged: length (varint) + UTF-8 JSON | payload | CRC32 of everything before it (u32).
 
 Nothing the bundle knows is repeated (order, plan and network batch layout come from the bundle that the
@@ -27,16 +28,22 @@ VERSION = 2
 SUFFIX = ".ardm"
 
 # Method codes (one byte). 'ardm' is the model; the byte methods code the restored file's bytes; the image
-# methods code the pixels.
-METHODS = ("ardm", "stored", "zstd", "brotli", "xz", "webp", "jxl")
+# methods code the pixels; the sample methods the audio samples.
+METHODS = ("ardm", "stored", "zstd", "brotli", "xz", "webp", "jxl", "flac")
 BYTE_METHODS = ("stored", "zstd", "brotli", "xz")
 IMAGE_METHODS = ("webp", "jxl")
+SAMPLE_METHODS = ("flac",)
 _METADATA_FLAG = 0x80
 
 # Data kinds (one byte): what the restored file is and which shape fields follow.
 #   text, bytes, file: (length,) in bytes ('file': any bytes the model does not code, e.g. an RGBA PNG);
-#   image_rgb, image_l: (height, width) of an RGB or grayscale PNG; array: (dtype code, ndim, *dims) of a .npy.
-KINDS = ("text", "bytes", "image_rgb", "image_l", "array", "file")
+#   image_rgb, image_l: (height, width) of an RGB or grayscale PNG; array: (dtype code, ndim, *dims) of a .npy;
+#   audio: (samples,) of a mono 16-bit PCM WAV, then its sample rate.
+KINDS = ("text", "bytes", "image_rgb", "image_l", "array", "file", "audio")
+# Kinds whose data CRC covers decoded values (pixels, entries, samples), not the file: a byte method on them
+# records the file's size.
+VALUE_KINDS = ("image_rgb", "image_l", "array", "audio")
+MAX_SAMPLE_RATE = 2**32 - 1  # a WAV header's u32
 DTYPES = ("|u1", "|i1", "<u2", "<i2", "<u4", "<i4", "<u8", "<i8")  # .npy integer dtypes (little-endian)
 
 MAX_VALUES = 2**24  # data values (text characters, pixel channels, array entries) the model codes per file
@@ -71,10 +78,11 @@ class Header:
     numerics: 4 bytes identifying the software and device the network ran on (only 'ardm' depends on them).
     data_crc: CRC32 of the restored data (text and file bytes; image pixels; array entries).
     kind: one of KINDS.
-    shape: text/bytes/file: (length,); images: (height, width); arrays: the array's shape.
+    shape: text/bytes/file: (length,); images: (height, width); arrays: the array's shape; audio: (samples,).
     dtype: arrays only: one of DTYPES.
+    sample_rate: audio only: the WAV's frames per second.
     budget_index: 'ardm' only: the index of the budget among the bundle's sorted budgets.
-    file_size: byte methods on images and arrays: the restored file's size in bytes.
+    file_size: byte methods on images, arrays and audio: the restored file's size in bytes.
     metadata: what the user asked to keep (e.g. {"name": ...}), or None.
   """
 
@@ -87,6 +95,7 @@ class Header:
   dtype: str | None = None
   budget_index: int | None = None
   file_size: int | None = None
+  sample_rate: int | None = None
   metadata: dict | None = None
 
   @property
@@ -102,7 +111,7 @@ class Header:
     """Byte methods: how many bytes the payload must decompress to."""
     if self.method not in BYTE_METHODS:
       return None
-    return self.shape[0] if self.kind in ("text", "bytes", "file") else self.file_size
+    return self.file_size if self.kind in VALUE_KINDS else self.shape[0]
 
 
 def _varint(value: int) -> bytes:
@@ -162,9 +171,11 @@ def pack(header: Header, payload: bytes) -> bytes:
     out += bytes([DTYPES.index(header.dtype), len(header.shape)])
   for size in header.shape:
     out += _varint(size)
+  if header.kind == "audio":
+    out += _varint(header.sample_rate)
   if header.method == "ardm":
     out += _varint(header.budget_index)
-  if header.method in BYTE_METHODS and header.kind in ("image_rgb", "image_l", "array"):
+  if header.method in BYTE_METHODS and header.kind in VALUE_KINDS:
     out += _varint(header.file_size)
   if header.metadata:
     meta = json.dumps(header.metadata, sort_keys=True, separators=(",", ":")).encode()
@@ -208,12 +219,14 @@ def unpack(name: str, blob: bytes) -> tuple[Header, bytes]:
   limit = MAX_FILE_BYTES if kind in ("text", "bytes", "file") else MAX_VALUES
   shape = tuple(reader.varint("a dimension", limit) for _ in range(ndim))
   header = Header(method, bundle, numerics, data_crc, kind, shape, dtype)
-  if (method == "ardm" or kind in ("image_rgb", "image_l", "array")) and header.num_values > MAX_VALUES:
+  if (method == "ardm" or kind in VALUE_KINDS) and header.num_values > MAX_VALUES:
     reader.fail(f"its header claims {header.num_values} data values, above the limit of {MAX_VALUES}.")
   fields = {}
+  if kind == "audio":
+    fields["sample_rate"] = reader.varint("the sample rate", MAX_SAMPLE_RATE)
   if method == "ardm":
     fields["budget_index"] = reader.varint("the budget index", 2**16)
-  if method in BYTE_METHODS and kind in ("image_rgb", "image_l", "array"):
+  if method in BYTE_METHODS and kind in VALUE_KINDS:
     fields["file_size"] = reader.varint("the file size", MAX_FILE_BYTES)
   if method_byte & _METADATA_FLAG:
     length = reader.varint("the metadata length", MAX_METADATA_BYTES)

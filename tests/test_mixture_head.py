@@ -117,3 +117,52 @@ def test_coding_round_trips_near_the_code_length(name):
   for message, log_p in zip(messages, _log_p(params, xs)):
     # The header and the ANS flush (96 bits), and the smoothing of each of the S * D coded choices.
     assert coder.compressed_bits(message) <= -log_p / math.log(2) + 96 + process.num_stages * D * 0.01
+
+
+def test_digits_of_a_mixture_choice():
+  """A choice among C children is coded in the fewest digits of at most 256 values (16-bit audio: two bytes)."""
+  assert [coder._digits(c) for c in (2, 27, 256, 257, 300, 65536)] == [
+    (1, 2),
+    (1, 27),
+    (1, 256),
+    (2, 17),
+    (2, 18),
+    (2, 256),
+  ]
+  for c in (2, 27, 256, 257, 300, 65536, 70000):
+    levels, base = coder._digits(c)
+    assert base <= coder.MAX_DIGIT_BASE and base**levels >= c and (base - 1) ** levels < c
+
+
+@pytest.mark.parametrize("num_classes", [300, 65536])  # two digits each: 18 x 18 (the last digits cut), 256 x 256
+def test_coding_many_classes_in_digits_round_trips_near_the_code_length(num_classes):
+  """Classes coded as two digits, each an interval probability of the mixture: the same model, P(k) =
+  P(high digit) P(low digit | high), so the code length is still -log2 P(x) (no K-wide table is built)."""
+  num_variables, mixtures = 8, 3
+  rs = np.random.RandomState(5)
+  params = jnp.asarray(
+    np.concatenate(
+      [
+        rs.normal(size=(1, num_variables, mixtures)),
+        rs.uniform(-0.8, 0.8, (1, num_variables, mixtures)),
+        rs.uniform(-6, -3, (1, num_variables, mixtures)),
+      ],
+      -1,
+    ),  # fmt: skip
+    jnp.float32,
+  )
+  process = plan_walk.oa_process(num_classes, num_classes // 2, num_mixtures=mixtures)
+  logits_fn = jax.jit(_fixed_network(params))
+  shape = (3, num_variables, 3 * mixtures)
+  xs = np.array(distributions.sample(jax.random.key(6), jnp.broadcast_to(params, shape), num_classes), np.int32)
+  xs[0, 0], xs[1, 0] = 0, num_classes - 1  # the open end bins
+  sigma, starts = rs.permutation(num_variables), [0, 3, 5]
+  messages = coder.encode(logits_fn, xs, sigma, starts, process, batch_size=2)
+  np.testing.assert_array_equal(coder.decode(logits_fn, messages, sigma, starts, process, xs.shape, batch_size=2), xs)
+  log_p = np.asarray(
+    distributions.interval_log_prob(jnp.broadcast_to(params, (3, num_variables, 3 * mixtures)), xs, xs, num_classes),
+    np.float64,
+  ).sum(-1)
+  for message, lp in zip(messages, log_p):
+    bits = coder.compressed_bits(message)
+    assert -lp / math.log(2) - 64 <= bits <= -lp / math.log(2) + 96 + 2 * num_variables * 0.01

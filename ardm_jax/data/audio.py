@@ -65,7 +65,7 @@ def read_wav_pcm16(raw: bytes, name: str) -> np.ndarray:
           f"are mono 16-bit {SAMPLE_RATE} Hz"
         )
       frames = w.readframes(w.getnframes())
-  except (wave.Error, EOFError) as error:
+  except (wave.Error, EOFError, RuntimeError) as error:  # RuntimeError: a chunk size past the end
     raise ValueError(f"{name}: not a readable WAV file ({error})") from None
   return np.frombuffer(frames, "<i2")
 
