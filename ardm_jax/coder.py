@@ -186,12 +186,13 @@ class _DigitFreqs:
     lo_NxB = coarse_Nx1 + first_NxB * stride
     hi_NxB = np.minimum(coarse_Nx1 + (last_NxB + 1) * stride - 1, tr.group_last[s][self.coarse_N][:, None])
     log_probs = np.zeros((num_rows, self.base), np.float32)
-    for begin in range(0, num_rows, _CHUNK):  # fixed-size chunks: one compilation, bounded memory
+    for begin in range(0, num_rows, _CHUNK):  # chunks padded to a power of two: few compilations, bounded memory
       rows = slice(begin, min(begin + _CHUNK, num_rows))
-      pad = _CHUNK - (rows.stop - rows.start)
+      size = rows.stop - rows.start
+      pad = max(16, 1 << (size - 1).bit_length()) - size
       chunk = [np.pad(a[rows], [(0, pad)] + [(0, 0)] * (a.ndim - 1)) for a in (self.params_Nx3M, lo_NxB, hi_NxB)]
       lo, hi = (a.astype(np.int32) for a in chunk[1:])
-      log_probs[rows] = np.asarray(_interval_log_probs(chunk[0], lo, hi, self.process.num_classes))[: _CHUNK - pad]
+      log_probs[rows] = np.asarray(_interval_log_probs(chunk[0], lo, hi, self.process.num_classes))[:size]
     return quantized_probabilities(log_probs, self.eps, allowed=allowed_NxB)
 
 

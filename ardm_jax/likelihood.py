@@ -35,10 +35,9 @@ def log_likelihood(logits_fn: plan_walk.LogitsFn, x: jax.Array, sigma: jax.Array
     s, i = k // num_calls, k % num_calls
     known = orders.known_mask(sigma[s], starts[s, i])
     coarse = plan_walk.stage_values(process, x, s)
-    log_probs = plan_walk.call_log_probs(
-      process, logits_fn, plan_walk.stage_values(process, x, s + 1), coarse, known, s, starts[s, i]
-    )
-    log_p = jnp.take_along_axis(log_probs, plan_walk.child_number(process, x, s)[..., None], axis=-1)[..., 0]
+    refined = plan_walk.stage_values(process, x, s + 1)
+    outputs = plan_walk.call_network(process, logits_fn, refined, coarse, known, s, starts[s, i])
+    log_p = plan_walk.refined_log_prob(process, outputs, x, coarse, s)
     scored = orders.step_mask(sigma[s], starts[s, i], ends[s, i])
     return per_call.at[:, s, i].set(plan_walk.sum_over_event(jnp.where(scored, log_p, 0.0)))
 

@@ -245,6 +245,16 @@ def sum_over_event(values_BxE):
   return jnp.sum(values_BxE, axis=tuple(range(1, values_BxE.ndim)))
 
 
+def refined_log_prob(process: Process, outputs_BxExO, x_BxE, coarse_BxE, stage):
+  """[B, *event]: log p(stage-(s+1) value of x | stage-s values) under one call's network outputs; a logistic
+  mixture by interval probabilities, without the [B, *event, K] class log-probs (K = 65,536 for 16-bit audio)."""
+  if process.num_mixtures:
+    return mixture_refined_log_prob(process, outputs_BxExO, x_BxE, stage)
+  tr, parametrisation = process.transitions, process.parametrisation
+  log_probs_BxExC = upscale.next_state_log_probs(tr, outputs_BxExO, coarse_BxE, stage, parametrisation)
+  return upscale.refined_log_prob(tr, log_probs_BxExC, x_BxE, stage, parametrisation)
+
+
 def step_log_px(process: Process, logits_fn: LogitsFn, x_BxE, sigma_BxE, t, stage):
   """[B]: the training objective's one call: sum over the variables with sigma >= t of the log-probability
   (nats) of their stage-(s+1) value, given every stage-s value and the stage-(s+1) values of sigma < t.
@@ -254,12 +264,7 @@ def step_log_px(process: Process, logits_fn: LogitsFn, x_BxE, sigma_BxE, t, stag
   known_BxE = orders.known_mask(sigma_BxE, t)
   coarse_BxE = stage_values(process, x_BxE, stage)
   refined_BxE = stage_values(process, x_BxE, stage + 1)
-  logits_BxExC = call_network(process, logits_fn, refined_BxE, coarse_BxE, known_BxE, stage, t)
-  tr, parametrisation = process.transitions, process.parametrisation
-  if process.num_mixtures:  # interval probabilities: no [B, *event, K] array (K = 65,536 for 16-bit audio)
-    log_p_BxE = mixture_refined_log_prob(process, logits_BxExC, x_BxE, stage)
-  else:
-    log_probs_BxExC = upscale.next_state_log_probs(tr, logits_BxExC, coarse_BxE, stage, parametrisation)
-    log_p_BxE = upscale.refined_log_prob(tr, log_probs_BxExC, x_BxE, stage, parametrisation)
+  outputs_BxExO = call_network(process, logits_fn, refined_BxE, coarse_BxE, known_BxE, stage, t)
+  log_p_BxE = refined_log_prob(process, outputs_BxExO, x_BxE, coarse_BxE, stage)
   # where, not multiply: the log-probs of known variables may be -inf and must not leak NaN gradients.
   return sum_over_event(jnp.where(known_BxE, 0.0, log_p_BxE))

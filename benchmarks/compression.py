@@ -1,16 +1,18 @@
 """Lossless compression with codec bundles: coded size against the model's -log2 q and classic codecs; speed.
 
 For every budget (20, 100 and D, as far as the bundle has them) it codes held-out data points of the bundle's
-dataset as one file (all rows chained into one ANS stream, container as written by `python -m
-ardm_jax.compress encode`) and reports the payload's bits per dimension next to the model's -log2 q(x) / D under
-the same order and plan (likelihood.py), then the same points, one data point at a time and all at once,
-with classic codecs: zlib-9, bz2-9, lzma-9e, zstd-19 and brotli-11 for text; PNG (optimised), WebP lossless and
-JPEG-XL lossless (imagecodecs) for images. Speed: data points per second, encode and decode, with every row in
-its own network call (batch 1) and with all rows sharing each call (batched), and the share of the time spent
-in network calls.
+dataset as one file (all rows chained into one ANS stream, container as written by `python -m ardm_jax.compress
+encode`) and reports the payload's bits per dimension next to the model's -log2 q(x) / D under the same order and
+plan (likelihood.py), then the same points, one data point at a time and all at once, with classic codecs: zlib-9,
+bz2-9, lzma-9e, zstd-19 and brotli-11 for text; PNG (optimised), WebP lossless and JPEG-XL lossless (imagecodecs)
+for images; FLAC at level 8 (its highest) and 5 (its default), and zstd-19 and xz-9e on the raw 16-bit PCM for
+audio, whose file is the held-out clips as one WAV. Speed: data points per second, encode and decode, with every
+row in its own network call (batch 1) and with all rows sharing each call (batched), and the share of the time
+spent in network calls.
 
-Usage: python benchmarks/compression.py --text_model=MODEL [--image_model=MODEL] [--num_rows=64] (each
-repeatable; make the bundles with `python -m ardm_jax.compress export`). Writes benchmarks/results/compression.json.
+Usage: python benchmarks/compression.py --text_model=MODEL [--image_model=MODEL] [--audio_model=MODEL]
+[--num_rows=64] (each repeatable; make the bundles with `python -m ardm_jax.compress export`). Writes
+benchmarks/results/compression.json.
 """
 
 import argparse
@@ -39,6 +41,8 @@ from ardm_jax import codec
 from ardm_jax import container
 from ardm_jax import data as data_lib
 from ardm_jax import likelihood
+from ardm_jax import outputs
+from ardm_jax.data import audio as audio_lib
 from benchmarks import _measure
 
 
@@ -160,6 +164,28 @@ def classic_images(rows):
   return report(codecs, points, mosaic, rows.size, whole_note=f"(one {side}x{side} mosaic)")
 
 
+def classic_audio(rows):
+  """FLAC (soundfile's libsndfile) and general-purpose codecs on the raw PCM of int16 clips."""
+  import soundfile  # pylint: disable=g-import-not-at-top
+
+  def flac(level):
+    def encode(pcm):
+      out = io.BytesIO()
+      soundfile.write(out, pcm, audio_lib.SAMPLE_RATE, format="FLAC", subtype="PCM_16", compression_level=level / 8)
+      return out.getvalue()
+
+    return encode
+
+  points = [audio_lib.to_pcm16(r) for r in rows]
+  codecs = {
+    "FLAC level 8": flac(8),
+    "FLAC level 5 (default)": flac(5),
+    "zstd-19 on the PCM": lambda a: imagecodecs.zstd_encode(a.astype("<i2").tobytes(), level=19),
+    "xz-9e on the PCM": lambda a: lzma.compress(a.astype("<i2").tobytes(), preset=9 | lzma.PRESET_EXTREME),
+  }
+  return report(codecs, points, np.concatenate(points), rows.size, whole_note="(the clips as one stream)")
+
+
 def report(codecs, points, whole, num_dims, whole_note=""):
   print(f"\n| codec | bpd, one data point at a time | bpd, all at once {whole_note} |")
   print("|---|---|---|")
@@ -175,6 +201,7 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--text_model", action="append", help="bundle of a text (or bytes) model; repeatable")
   parser.add_argument("--image_model", action="append", help="bundle of an image model; repeatable")
+  parser.add_argument("--audio_model", action="append", help="bundle of an audio model; repeatable")
   parser.add_argument("--num_rows", type=int, default=64, help="held-out data points (one file)")
   parser.add_argument("--batch_size", type=int, default=64, help="rows per network call, batched speed")
   parser.add_argument("--batch1_rows", type=int, default=64, help="rows timed at batch 1")
@@ -196,6 +223,12 @@ def main():
     np.save(out, rows.astype(np.uint8))
     result = codec_rows(bundle, rows, "test.npy", out.getvalue(), args)
     models.append(dict(result, model=name, classic=classic_images(rows)))
+  for name in args.audio_model or []:
+    bundle = codec.load_bundle(name)
+    rows = held_out_rows(bundle, args.num_rows)
+    wav = outputs.wav_bytes(audio_lib.to_pcm16(rows.reshape(-1)), audio_lib.SAMPLE_RATE)
+    result = codec_rows(bundle, rows, "test.wav", wav, args)
+    models.append(dict(result, model=name, classic=classic_audio(rows)))
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   summary = {

@@ -166,3 +166,18 @@ def test_coding_many_classes_in_digits_round_trips_near_the_code_length(num_clas
   for message, lp in zip(messages, log_p):
     bits = coder.compressed_bits(message)
     assert -lp / math.log(2) - 64 <= bits <= -lp / math.log(2) + 96 + 2 * num_variables * 0.01
+
+
+def test_the_likelihood_of_a_16_bit_model_never_forms_the_class_log_probs():
+  """XLA's memory analysis of the fixed-order likelihood at K = 65,536: interval probabilities need a few MiB;
+  the [B, D, K] class log-probs would need 8 x 512 x 65536 x 4 bytes = 1 GiB."""
+  num_variables, mixtures = 512, 4
+  process = plan_walk.oa_process(65536, 32768, num_mixtures=mixtures)
+  params = jnp.zeros((1, num_variables, 3 * mixtures), jnp.float32)
+  xs = jnp.zeros((8, num_variables), jnp.int32)
+  sigma = jnp.arange(num_variables, dtype=jnp.int32)
+  log_px = jax.jit(
+    lambda x: likelihood.log_likelihood(_fixed_network(params), x, sigma, jnp.arange(0, 512, 64), process)
+  )
+  memory = log_px.lower(xs).compile().memory_analysis()
+  assert memory.temp_size_in_bytes < 64 * 2**20, memory
