@@ -48,6 +48,9 @@ flags.DEFINE_list(
   "Configs compiled in every variant; the others only in the first (a U-Net compile takes minutes "
   "on a small CPU, and the upscale networks differ from these only in their input/output layers).",
 )
+flags.DEFINE_bool(
+  "merge", True, "Keep the rows of --out for the (config, dtype, remat) not compiled now (e.g. after --configs=sc09)."
+)
 flags.DEFINE_bool("print_only", False, "Print the table of the JSON at --out without compiling.")
 flags.DEFINE_string("out", str(pathlib.Path(__file__).parent / "results" / "train_step_cost.json"), "JSON path.")
 
@@ -172,6 +175,8 @@ def main(argv):
   if FLAGS.print_only:
     print_table(json.loads(pathlib.Path(FLAGS.out).read_text())["rows"])
     return
+  out = pathlib.Path(FLAGS.out)
+  kept = json.loads(out.read_text())["rows"] if FLAGS.merge and out.exists() else []
   rows = []
   # Every config's first variant before the other variants, so an interrupted run has every FLOP count.
   jobs = [(name, FLAGS.variants[0]) for name in FLAGS.configs]
@@ -202,9 +207,16 @@ def main(argv):
     row["xla_over_analytic"] = row["xla_flops"] / row["analytic_flops"]
     rows.append(row)
     print(f"done {name} {variant} ({compile_s:.0f} s)", flush=True)
-    write_json(rows)  # After every row: a long run interrupted keeps what it measured.
-  print_table(rows)
+    write_json(merged(kept, rows))  # After every row: a long run interrupted keeps what it measured.
+  print_table(merged(kept, rows))
   print(f"\nwrote {FLAGS.out}")
+
+
+def merged(kept, rows):
+  """The rows kept from before, less those measured again, then the new ones."""
+  key = lambda r: (r["config"], r["dtype"], r["remat"])
+  new = {key(r) for r in rows}
+  return [r for r in kept if key(r) not in new] + rows
 
 
 def print_table(rows):
