@@ -9,6 +9,11 @@ at once. The encoder knows x, so it runs the same calls on the same inputs first
 onto each stream's ANS stack in reverse (constriction's AnsCoder is last in, first out). The code length is
 -log2 q(x) of the plan's model (likelihood.py) plus the smoothing and quantisation cost and a constant overhead.
 
+A logistic-mixture output (16-bit audio: K = 65,536 children of one value) is coded digit by digit
+(`_digits`: two bytes), each digit a categorical over at most 256 runs of classes whose probabilities are the
+mixture's interval probabilities: the same model, P(k) = P(high) P(low | high), with no K-wide table. The encoder
+keeps only the mixture parameters of every call and recomputes the digit frequencies while pushing.
+
 Positions marked `fixed` (padding of a partial last row or of an image edge) are not coded: both sides know
 their values, and the network sees them as known from the first call.
 
