@@ -231,3 +231,36 @@ def test_16_bit_tables_are_small_and_refine_bit_by_bit(branching, num_stages):
   np.testing.assert_array_equal(values, x)
   log_probs = upscale.next_state_log_probs(tr, jnp.zeros((1, 6, branching)), jnp.zeros_like(x), 0, "direct")
   np.testing.assert_allclose(np.exp(log_probs).sum(-1), 1.0, rtol=1e-5)
+
+
+def test_sixteen_bit_stages_sum_to_the_exact_log_likelihood():
+  """Bit upscaling of 16-bit audio (b = 2, S = 16) with the true conditionals of a product of two random
+  distributions over the 65,536 values: the ELBO averaged over all 2 x 16 global steps and both orders is
+  log p(x) exactly, for values across the range (the 16 stages telescope; arXiv 2110.02037, section 4.1)."""
+  num_classes, num_variables = 65536, 2
+  tr = upscale.digit_transitions(num_classes, 2)
+  rs = np.random.RandomState(3)
+  probs_DxK = rs.gamma(0.3, size=(num_variables, num_classes)) + 1e-12
+  probs_DxK /= probs_DxK.sum(-1, keepdims=True)
+  # log P(group) of every bit level L (groups of 2^(16-L) values, 2^L of them), in float64, at offset 2^L - 1.
+  levels = [np.log(probs_DxK.reshape(num_variables, 2**level, -1).sum(-1)) for level in range(17)]
+  log_mass_DxG = jnp.asarray(np.concatenate(levels, -1), jnp.float32)
+
+  def logits_fn(x_in, known, t):
+    del known  # the known variables' outputs are never scored
+    stage = (t // num_variables)[:, None, None]
+    children = x_in[..., None] + (2 ** (15 - stage)) * jnp.arange(2)  # [B, D, 2]: v and v + 2^(15-s)
+    index = 2 ** (stage + 1) - 1 + (children >> (15 - stage))  # their groups at level s + 1
+    return jnp.take_along_axis(jnp.broadcast_to(log_mass_DxG, (x_in.shape[0],) + log_mass_DxG.shape), index, -1)
+
+  xs = np.stack([rs.randint(0, num_classes, 40), rs.randint(0, num_classes, 40)], 1).astype(np.int32)
+  xs[:4] = [[0, 65535], [65535, 0], [32767, 32768], [1, 2]]
+  perms = np.array([[0, 1], [1, 0]], np.int32)
+  num_steps = tr.num_stages * num_variables
+  n, p, g = (a.ravel() for a in np.meshgrid(np.arange(len(xs)), np.arange(2), np.arange(num_steps), indexing="ij"))
+  process = plan_walk.upscale_process(tr, "direct")
+  loss_at = jax.jit(lambda x, s, t: objective.ardm_loss_at(process, logits_fn, x, s, t)[1])
+  terms = loss_at(jnp.asarray(xs[n]), jnp.asarray(perms[p]), jnp.asarray(g, jnp.int32))
+  elbo = -np.asarray(terms.per_example["nelbo_bpd"], np.float64).reshape(len(xs), -1) * num_variables * math.log(2)
+  log_p = np.log(probs_DxK[0, xs[:, 0]]) + np.log(probs_DxK[1, xs[:, 1]])
+  np.testing.assert_allclose(elbo.mean(1), log_p, rtol=1e-5, atol=1e-4)
