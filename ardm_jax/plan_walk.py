@@ -47,8 +47,10 @@ class Process:
   parametrisation: str
   input_values: np.ndarray
   # 0: the network's outputs are logits; M > 0: they are the 3M parameters of a discretized logistic mixture
-  # over the K classes (distributions.py; arXiv 2110.02037, section 5: SC09), which every walk turns into the
-  # K class log-probs (`class_logits`) and the objective scores by interval probabilities.
+  # over the K classes (distributions.py; arXiv 2110.02037, section 5: SC09). The objective and the likelihood
+  # score it by interval probabilities (refined_log_prob), upscale walks their children likewise
+  # (mixture_children_log_probs), the OA sampler draws from it and the coder codes it in byte digits; only an OA
+  # walk asking for all children (children_log_probs) forms the K class log-probs (`class_logits`).
   num_mixtures: int = 0
 
   @property
@@ -179,12 +181,31 @@ def network_input(process: Process, values, coarse, known, stage):
   return jnp.where(known, values, shown_coarse)
 
 
+def mixture_children_log_probs(process: Process, params, coarse, stage):
+  """[B, *event, C]: an upscale ARDM's log-probabilities over the children of every variable's stage-s value under
+  logistic mixtures [B, *event, 3M]: child c of v holds the run of classes v + c * stride .., so its probability is
+  an interval probability, renormalised over v's children (no [B, *event, K] class log-probs)."""
+  tr = process.transitions
+  s = orders.per_example(stage, coarse.ndim)
+  stride = jnp.asarray(tr.child_stride, jnp.int32)[s][..., None]
+  child = jnp.arange(tr.max_branching, dtype=jnp.int32)
+  valid = child < jnp.asarray(tr.num_children)[s, coarse][..., None]
+  last = jnp.asarray(tr.group_last)[s, coarse][..., None]  # the last class of the stage-s group
+  lo = jnp.where(valid, coarse[..., None] + child * stride, coarse[..., None])
+  hi = jnp.where(valid, jnp.minimum(lo + stride - 1, last), coarse[..., None])
+  params_BxExCx3M = jnp.broadcast_to(params[..., None, :], lo.shape + params.shape[-1:])
+  log_p = jnp.where(valid, distributions.interval_log_prob(params_BxExCx3M, lo, hi, process.num_classes), -jnp.inf)
+  return log_p - jax.nn.logsumexp(log_p, axis=-1, keepdims=True)
+
+
 def children_log_probs(process: Process, logits, coarse, stage):
   """[B, *event, C]: log-probabilities over the children of every variable's stage-s value (-inf: none).
 
   logits: [B, *event, network outputs]; coarse: int32 [B, *event] stage-s values; stage an int or [B].
   """
   tr = process.transitions
+  if process.num_mixtures and tr.num_stages > 1 and tr.child_stride is not None:
+    return mixture_children_log_probs(process, logits, coarse, stage)
   logits = class_logits(process, logits)
   log_probs = upscale.next_state_log_probs(tr, logits, coarse, stage, process.parametrisation)
   if process.parametrisation == "data":  # a child's probability is the total of its fine classes

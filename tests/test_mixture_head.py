@@ -181,3 +181,25 @@ def test_the_likelihood_of_a_16_bit_model_never_forms_the_class_log_probs():
   )
   memory = log_px.lower(xs).compile().memory_analysis()
   assert memory.temp_size_in_bytes < 64 * 2**20, memory
+
+
+@pytest.mark.parametrize("num_classes, branching", [(16, 2), (300, 16)])  # 300: the last children are cut short
+def test_upscale_children_by_intervals_equal_the_totals_of_their_class_log_probs(num_classes, branching):
+  tr = upscale.digit_transitions(num_classes, branching)
+  process = plan_walk.upscale_process(tr, "data", num_mixtures=M)
+  rs = np.random.RandomState(7)
+  params = jnp.asarray(
+    np.concatenate([rs.normal(size=(6, D, M)), rs.uniform(-1, 1, (6, D, M)), rs.uniform(-4, -1, (6, D, M))], -1),
+    jnp.float32,
+  )
+  xs = jnp.asarray(rs.randint(0, num_classes, (6, D)), jnp.int32)
+  for stage in range(tr.num_stages):
+    coarse = plan_walk.stage_values(process, xs, stage)
+    fast = plan_walk.mixture_children_log_probs(process, params, coarse, stage)
+    class_log_probs = upscale.next_state_log_probs(
+      tr, distributions.class_log_probs(params, num_classes), coarse, stage, "data"
+    )
+    to_child = tr.child_index[stage][None, None, :, None] == np.arange(tr.max_branching)  # [1, 1, K, C]
+    slow = jax.nn.logsumexp(jnp.where(to_child, class_log_probs[..., None], -jnp.inf), axis=-2)
+    np.testing.assert_allclose(np.exp(fast), np.exp(slow), atol=2e-6)
+    np.testing.assert_array_equal(np.isfinite(fast), np.isfinite(slow))
