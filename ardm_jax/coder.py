@@ -38,7 +38,6 @@ import zlib
 
 import constriction
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ardm_jax import distributions
@@ -151,11 +150,7 @@ def _digits(num_children: int) -> tuple[int, int]:
   return levels, base
 
 
-@functools.partial(jax.jit, static_argnames="num_classes")
-def _interval_log_probs(params_Nx3M, lo_NxB, hi_NxB, num_classes: int):
-  """float32 [N, b]: log P(lo <= x <= hi) of every row's mixture, for b intervals per row."""
-  params_NxBx3M = jnp.broadcast_to(params_Nx3M[:, None], lo_NxB.shape + params_Nx3M.shape[-1:])
-  return distributions.interval_log_prob(params_NxBx3M, lo_NxB, hi_NxB, num_classes)
+_partition_log_probs = jax.jit(distributions.partition_log_probs, static_argnames="num_classes")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -182,22 +177,23 @@ class _DigitFreqs:
   def __call__(self) -> np.ndarray:
     tr, s = self.process.transitions, self.stage
     num_rows = len(self.coarse_N)
-    last_child_N = tr.num_children[s][self.coarse_N].astype(np.int64) - 1
-    first_NxB = self.first_N[:, None] + np.arange(self.base) * self.span
-    allowed_NxB = first_NxB <= last_child_N[:, None]
-    first_NxB = np.minimum(first_NxB, last_child_N[:, None])
-    last_NxB = np.minimum(first_NxB + self.span - 1, last_child_N[:, None])
-    stride, coarse_Nx1 = int(tr.child_stride[s]), self.coarse_N[:, None].astype(np.int64)
-    lo_NxB = coarse_Nx1 + first_NxB * stride
-    hi_NxB = np.minimum(coarse_Nx1 + (last_NxB + 1) * stride - 1, tr.group_last[s][self.coarse_N][:, None])
+    num_children_N = tr.num_children[s][self.coarse_N].astype(np.int64)
+    # Edges of the digits' runs of children, then of classes: child c of v starts at class v + c * stride; the
+    # digits past v's last child are empty runs at the end of v's group.
+    child_edges_NxB1 = np.minimum(self.first_N[:, None] + np.arange(self.base + 1) * self.span, num_children_N[:, None])
+    allowed_NxB = child_edges_NxB1[:, :-1] < num_children_N[:, None]
+    group_end_N = tr.group_last[s][self.coarse_N].astype(np.int64) + 1
+    class_edges = self.coarse_N[:, None].astype(np.int64) + child_edges_NxB1 * int(tr.child_stride[s])
+    edges_NxB1 = np.minimum(class_edges, group_end_N[:, None])
     log_probs = np.zeros((num_rows, self.base), np.float32)
     for begin in range(0, num_rows, _CHUNK):  # chunks padded to a power of two: few compilations, bounded memory
       rows = slice(begin, min(begin + _CHUNK, num_rows))
       size = rows.stop - rows.start
       pad = max(16, 1 << (size - 1).bit_length()) - size
-      chunk = [np.pad(a[rows], [(0, pad)] + [(0, 0)] * (a.ndim - 1)) for a in (self.params_Nx3M, lo_NxB, hi_NxB)]
-      lo, hi = (a.astype(np.int32) for a in chunk[1:])
-      log_probs[rows] = np.asarray(_interval_log_probs(chunk[0], lo, hi, self.process.num_classes))[:size]
+      params, edges = (np.pad(a[rows], [(0, pad), (0, 0)]) for a in (self.params_Nx3M, edges_NxB1))
+      log_probs[rows] = np.asarray(_partition_log_probs(params, edges.astype(np.int32), self.process.num_classes))[
+        :size
+      ]
     return quantized_probabilities(log_probs, self.eps, allowed=allowed_NxB)
 
 

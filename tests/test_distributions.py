@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from scipy import integrate
 
 from ardm_jax import distributions
@@ -95,3 +96,28 @@ def test_gradients_are_finite_in_the_tails():
 
   value, grad = jax.value_and_grad(total)(params)
   assert np.isfinite(value) and np.all(np.isfinite(grad))
+
+
+@pytest.mark.parametrize("num_classes", [7, 65536])
+def test_partition_probabilities_are_the_interval_probabilities_of_the_runs(num_classes):
+  """The coder's digits: runs between consecutive edges (empty ones too, and both open ends)."""
+  rs = np.random.RandomState(4)
+  params = _params(2, (5,), 3, (-8.0, 0.0))
+  cuts = np.sort(rs.randint(0, num_classes + 1, (5, 6)), -1)
+  edges = np.concatenate([np.zeros((5, 1), int), cuts, np.full((5, 1), num_classes)], -1)
+  edges[0, 3] = edges[0, 2]  # an empty run
+  edges[1] = [0, 0, 0, num_classes // 2, num_classes - 1, num_classes, num_classes, num_classes]  # empty at both ends
+  log_p = np.asarray(distributions.partition_log_probs(params, jnp.asarray(edges, jnp.int32), num_classes))
+  lo, hi = edges[:, :-1], edges[:, 1:] - 1
+  nonempty = hi >= lo
+  expected = np.asarray(
+    distributions.interval_log_prob(
+      jnp.broadcast_to(params[:, None], lo.shape + params.shape[-1:]),
+      np.maximum(lo, 0),
+      np.maximum(hi, lo),
+      num_classes,
+    )
+  )
+  np.testing.assert_allclose(np.exp(log_p[nonempty]), np.exp(expected[nonempty]), rtol=1e-5, atol=1e-7)
+  assert np.all(np.exp(log_p[~nonempty]) < 1e-20)
+  np.testing.assert_allclose(np.exp(log_p).sum(-1), 1.0, atol=1e-5)
