@@ -365,6 +365,8 @@ def _audio_item(name: str, raw: bytes, bundle: Bundle) -> Item:
   try:
     with wave.open(io.BytesIO(raw), "rb") as w:
       channels, width, rate = w.getnchannels(), w.getsampwidth(), w.getframerate()
+      if rate < 1:
+        raise CodecError(f"{name}: a WAV with a sample rate of {rate} Hz.")
       if (channels, width) != (1, 2):
         raise CodecError(f"{name}: a {channels}-channel {8 * width}-bit WAV; the audio model codes mono 16-bit PCM.")
       if w.getnframes() > container.MAX_VALUES:
@@ -572,6 +574,8 @@ def read_header(name: str, blob: bytes, bundle: Bundle) -> tuple[container.Heade
     wanted = ("image_rgb", "image_l") if header.method in container.IMAGE_METHODS else ("audio",)
     if header.kind not in wanted:
       raise CodecError(f"{name}: method {header.method} does not code {header.kind} data (crafted or damaged file).")
+  if header.kind == "audio" and not header.sample_rate:
+    raise CodecError(f"{name}: its header gives a sample rate of 0 Hz (crafted or damaged file).")
   if header.method != "ardm":
     return header, payload
   if header.bundle != bundle.fingerprint_bytes:

@@ -129,6 +129,7 @@ def test_a_wav_with_extra_chunks_keeps_its_bytes_under_byte_methods_and_its_samp
     (_wav(np.zeros(40, np.int16), channels=2), "2-channel 16-bit"),
     (_wav(np.zeros(20, np.uint8), width=1), "1-channel 8-bit"),
     (b"RIFF\x10\x00\x00\x00WAVEnot a wav", "not a readable PCM WAV"),
+    (_wav(np.zeros(20, np.int16))[:24] + b"\0\0\0\0" + _wav(np.zeros(20, np.int16))[28:], "sample rate of 0 Hz"),
   ],
 )
 def test_wavs_the_model_cannot_code_go_to_the_classic_codecs_byte_exact(bundle, wav, why):
@@ -168,6 +169,9 @@ def test_crafted_audio_headers_and_payloads_are_refused_in_one_line(bundle):
   for name, (blob, message) in crafted.items():
     with pytest.raises(codec.CodecError, match=message):
       codec.decode_files(bundle, {name + ".ardm": blob})
+  zero_rate = container.pack(header.__class__(**{**header.__dict__, "sample_rate": 0}), payload)
+  with pytest.raises(codec.CodecError, match="sample rate of 0 Hz"):
+    codec.decode_files(bundle, {"zero.ardm": zero_rate})
   too_long = container.pack(header.__class__(**{**header.__dict__, "shape": (container.MAX_VALUES + 1,)}), b"")
   with pytest.raises(codec.CodecError, match="above the limit"):
     codec.decode_files(bundle, {"long.ardm": too_long})
