@@ -29,7 +29,6 @@ import io
 import json
 import os
 import re
-import wave
 import zlib
 
 from etils import epath
@@ -363,18 +362,14 @@ def _image_item(name: str, raw: bytes, bundle: Bundle) -> Item:
 def _audio_item(name: str, raw: bytes, bundle: Bundle) -> Item:
   """A mono 16-bit PCM WAV file of any length and sample rate (the model was trained at its data's rate)."""
   try:
-    with wave.open(io.BytesIO(raw), "rb") as w:
-      channels, width, rate = w.getnchannels(), w.getsampwidth(), w.getframerate()
-      if rate < 1:
-        raise CodecError(f"{name}: a WAV with a sample rate of {rate} Hz.")
-      if (channels, width) != (1, 2):
-        raise CodecError(f"{name}: a {channels}-channel {8 * width}-bit WAV; the audio model codes mono 16-bit PCM.")
-      if w.getnframes() > container.MAX_VALUES:
-        raise CodecError(f"{name}: {w.getnframes()} samples, above the model's limit of {container.MAX_VALUES}.")
-      pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.int16)
-  except (wave.Error, EOFError, RuntimeError) as e:  # RuntimeError: a chunk size past the end
-    why = e or "a chunk runs past the end of the file"
-    raise CodecError(f"{name}: not a readable PCM WAV file ({why}); the audio model takes mono 16-bit WAV.") from None
+    channels, width, rate, frames = audio_lib.read_wav(raw, name)
+  except ValueError as e:
+    raise CodecError(f"{e}; the audio model takes mono 16-bit WAV.") from None
+  if rate < 1:
+    raise CodecError(f"{name}: a WAV with a sample rate of {rate} Hz.")
+  if (channels, width) != (1, 2):
+    raise CodecError(f"{name}: a {channels}-channel {8 * width}-bit WAV; the audio model codes mono 16-bit PCM.")
+  pcm = np.frombuffer(frames, "<i2").astype(np.int16)
   note = ""
   if outputs.wav_bytes(pcm, rate) != raw:
     note = (

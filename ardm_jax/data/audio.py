@@ -21,6 +21,7 @@ recorded ships with the installed packages or the OS image (the only WAVs there 
 Clip k is a test clip iff k % 10 == 0.
 """
 
+import io
 import wave
 
 import numpy as np
@@ -53,20 +54,24 @@ def to_pcm16(classes: np.ndarray) -> np.ndarray:
   return (np.asarray(classes, np.int32) - 32768).astype(np.int16)
 
 
-def read_wav_pcm16(raw: bytes, name: str) -> np.ndarray:
-  """int16 [n] samples of a mono 16-bit 16 kHz WAV file's bytes; ValueError naming `name` otherwise."""
-  import io  # pylint: disable=import-outside-toplevel
-
+def read_wav(raw: bytes, name: str) -> tuple[int, int, int, bytes]:
+  """(channels, bytes per sample, sample rate, frames) of a PCM WAV file's bytes; ValueError naming `name` if
+  Python's wave module cannot read it."""
   try:
     with wave.open(io.BytesIO(raw), "rb") as w:
-      if (w.getnchannels(), w.getsampwidth(), w.getframerate()) != (1, 2, SAMPLE_RATE):
-        raise ValueError(
-          f"{name}: {w.getnchannels()} channel(s), {8 * w.getsampwidth()} bit, {w.getframerate()} Hz; SC09 clips "
-          f"are mono 16-bit {SAMPLE_RATE} Hz"
-        )
-      frames = w.readframes(w.getnframes())
+      return w.getnchannels(), w.getsampwidth(), w.getframerate(), w.readframes(w.getnframes())
   except (wave.Error, EOFError, RuntimeError) as error:  # RuntimeError: a chunk size past the end
-    raise ValueError(f"{name}: not a readable WAV file ({error})") from None
+    why = error or "a chunk runs past the end of the file"
+    raise ValueError(f"{name}: not a readable PCM WAV file ({why})") from None
+
+
+def read_wav_pcm16(raw: bytes, name: str) -> np.ndarray:
+  """int16 [n] samples of a mono 16-bit 16 kHz WAV file's bytes; ValueError naming `name` otherwise."""
+  channels, width, rate, frames = read_wav(raw, name)
+  if (channels, width, rate) != (1, 2, SAMPLE_RATE):
+    raise ValueError(
+      f"{name}: {channels} channel(s), {8 * width} bit, {rate} Hz; SC09 clips are mono 16-bit {SAMPLE_RATE} Hz"
+    )
   return np.frombuffer(frames, "<i2")
 
 
