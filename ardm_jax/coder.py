@@ -150,7 +150,12 @@ def _digits(num_children: int) -> tuple[int, int]:
   return levels, base
 
 
-_partition_log_probs = jax.jit(distributions.partition_log_probs, static_argnames="num_classes")
+@functools.partial(jax.jit, static_argnames=("num_classes", "base"))
+def _digit_log_probs(params_Nx3M, coarse_N, first_N, num_children_N, stride_N, group_end_N, span, *, num_classes, base):
+  """(float32 [N, base] log-probabilities of the digit's runs, bool [N, base] the runs that are not empty)."""
+  edges_NxB1 = plan_walk.run_edges(coarse_N, first_N, span, base, num_children_N, stride_N, group_end_N)
+  log_probs = distributions.partition_log_probs(params_Nx3M, edges_NxB1, num_classes)
+  return log_probs, edges_NxB1[:, 1:] > edges_NxB1[:, :-1]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -160,9 +165,9 @@ class _DigitFreqs:
   C frequencies per variable until it pushes in reverse, and recomputes them bitwise as the decoder did.
 
   Digit d of child numbers starting at `first` (the digits so far) stands for children first + d * span ..
-  first + (d + 1) * span - 1, whose classes are one run (base-b transitions): its probability is the mixture's
-  mass on that run, an interval probability (distributions.interval_log_prob). Children past the value's last
-  are not allowed (frequency 1).
+  first + (d + 1) * span - 1, whose classes are one run (plan_walk.run_edges): its probability is the
+  mixture's mass on that run (distributions.partition_log_probs). Children past the value's last are not allowed
+  (frequency 1).
   """
 
   process: plan_walk.Process
@@ -176,29 +181,32 @@ class _DigitFreqs:
 
   def __call__(self) -> np.ndarray:
     tr, s = self.process.transitions, self.stage
+    per_row = (  # the tables' entries of every row's value (arguments, not constants of the compiled code)
+      self.params_Nx3M,
+      self.coarse_N,
+      self.first_N,
+      tr.num_children[s][self.coarse_N],
+      np.full(self.coarse_N.shape, tr.child_stride[s], np.int32),
+      tr.group_last[s][self.coarse_N] + 1,
+    )
     num_rows = len(self.coarse_N)
-    num_children_N = tr.num_children[s][self.coarse_N].astype(np.int64)
-    # Edges of the digits' runs of children, then of classes: child c of v starts at class v + c * stride; the
-    # digits past v's last child are empty runs at the end of v's group.
-    child_edges_NxB1 = np.minimum(self.first_N[:, None] + np.arange(self.base + 1) * self.span, num_children_N[:, None])
-    allowed_NxB = child_edges_NxB1[:, :-1] < num_children_N[:, None]
-    group_end_N = tr.group_last[s][self.coarse_N].astype(np.int64) + 1
-    class_edges = self.coarse_N[:, None].astype(np.int64) + child_edges_NxB1 * int(tr.child_stride[s])
-    edges_NxB1 = np.minimum(class_edges, group_end_N[:, None])
     log_probs = np.zeros((num_rows, self.base), np.float32)
+    allowed = np.zeros((num_rows, self.base), bool)  # a run past the value's last child is empty: frequency 1
     for begin in range(0, num_rows, _CHUNK):  # chunks padded to a power of two: few compilations, bounded memory
       rows = slice(begin, min(begin + _CHUNK, num_rows))
       size = rows.stop - rows.start
       pad = max(16, 1 << (size - 1).bit_length()) - size
-      params, edges = (np.pad(a[rows], [(0, pad), (0, 0)]) for a in (self.params_Nx3M, edges_NxB1))
-      log_probs[rows] = np.asarray(_partition_log_probs(params, edges.astype(np.int32), self.process.num_classes))[
-        :size
-      ]
-    return quantized_probabilities(log_probs, self.eps, allowed=allowed_NxB)
+      chunk = [np.pad(a[rows], [(0, pad)] + [(0, 0)] * (a.ndim - 1)) for a in per_row]
+      chunk_log_probs, chunk_allowed = _digit_log_probs(
+        *chunk, np.int32(self.span), num_classes=self.process.num_classes, base=self.base
+      )
+      log_probs[rows], allowed[rows] = np.asarray(chunk_log_probs)[:size], np.asarray(chunk_allowed)[:size]
+    return quantized_probabilities(log_probs, self.eps, allowed=allowed)
 
 
 def _refine(transitions, stage: int, coarse, children) -> np.ndarray:
-  """int32: the stage-(s+1) values of the children of the stage-s values (numpy upscale.refine_values)."""
+  """int32: upscale.refine_values on the host, for a call's coded variables (their number changes from call to
+  call, so the jnp version would compile its ops anew for each)."""
   if transitions.child_stride is not None:
     return (coarse + children * transitions.child_stride[stage]).astype(np.int32)
   return transitions.child_state[stage][coarse, children]

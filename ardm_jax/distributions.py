@@ -61,6 +61,14 @@ def _edge(j, num_classes: int):
   return (2.0 * j - num_classes) / (num_classes - 1.0)
 
 
+def _open_ends(log_p, upper, lower, first, last):
+  """log_p of runs of classes, with the runs that hold the first class (from -inf) or the last (to +inf) taking
+  the open-ended log-probabilities (upper, lower: their edges in logistic units)."""
+  log_p = jnp.where(first, jax.nn.log_sigmoid(upper), log_p)
+  log_p = jnp.where(last, jax.nn.log_sigmoid(-lower), log_p)
+  return jnp.where(first & last, 0.0, log_p)
+
+
 def interval_log_prob(params_BxEx3M: jax.Array, lo_BxE: jax.Array, hi_BxE: jax.Array, num_classes: int):
   """float32 [B, *event]: log P(lo <= x <= hi) of every variable's mixture (lo <= hi, classes in 0..K-1).
 
@@ -76,11 +84,7 @@ def interval_log_prob(params_BxEx3M: jax.Array, lo_BxE: jax.Array, hi_BxE: jax.A
   upper = (_edge(hi + 1.0, num_classes) - means) * inv_scales  # [B, *event, M], in logistic units
   lower = (_edge(lo, num_classes) - means) * inv_scales
   # The open ends: the first class takes all of (-inf, c_0 + h], the last all of [c_{K-1} - h, inf).
-  first, last = lo == 0, hi == num_classes - 1
-  log_p = _log_sigmoid_difference(upper, lower)
-  log_p = jnp.where(first, jax.nn.log_sigmoid(upper), log_p)
-  log_p = jnp.where(last, jax.nn.log_sigmoid(-lower), log_p)
-  log_p = jnp.where(first & last, 0.0, log_p)
+  log_p = _open_ends(_log_sigmoid_difference(upper, lower), upper, lower, lo == 0, hi == num_classes - 1)
   return jax.nn.logsumexp(log_weights + log_p, axis=-1)
 
 
@@ -100,10 +104,7 @@ def partition_log_probs(params_Nx3M: jax.Array, edges_NxE: jax.Array, num_classe
   width = jnp.maximum(upper - lower, 1e-30)
   log_p = _log_sinh(0.5 * width) - jnp.log(2.0) - half_log_cosh[..., 1:] - half_log_cosh[..., :-1]
   nonempty = edges[..., 1:] > edges[..., :-1]
-  first, last = nonempty & (edges[..., :-1] == 0), nonempty & (edges[..., 1:] == num_classes)  # the open ends
-  log_p = jnp.where(first, jax.nn.log_sigmoid(upper), log_p)
-  log_p = jnp.where(last, jax.nn.log_sigmoid(-lower), log_p)
-  log_p = jnp.where(first & last, 0.0, log_p)
+  log_p = _open_ends(log_p, upper, lower, nonempty & (edges[..., :-1] == 0), nonempty & (edges[..., 1:] == num_classes))
   return jax.nn.logsumexp(log_weights + log_p, axis=0)
 
 

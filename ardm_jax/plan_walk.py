@@ -181,20 +181,39 @@ def network_input(process: Process, values, coarse, known, stage):
   return jnp.where(known, values, shown_coarse)
 
 
+def run_edges(coarse, first_child, span, num_runs: int, num_children, stride, group_end):
+  """int32 [..., num_runs + 1]: the class edges of runs of children of stage values coarse [...], given each
+  value's number of children, child stride and group end (its last class + 1; base-b transitions: child c of v
+  holds the classes v + c * stride ..). Run r holds the children first_child + r * span .. first_child +
+  (r + 1) * span - 1 and the classes edges[r] .. edges[r + 1] - 1; runs past a value's last child are empty, at
+  the end of its group."""
+  child_edges = jnp.minimum(
+    jnp.asarray(first_child)[..., None] + span * jnp.arange(num_runs + 1), num_children[..., None]
+  )
+  class_edges = jnp.asarray(coarse)[..., None] + child_edges * stride[..., None]
+  return jnp.minimum(class_edges, group_end[..., None]).astype(jnp.int32)
+
+
+def child_run_edges(process: Process, coarse, stage, first_child, span: int, num_runs: int):
+  """run_edges of the stage-s values coarse [...] (stage an int or [B])."""
+  tr = process.transitions
+  s = orders.per_example(stage, jnp.ndim(coarse))
+  num_children = jnp.asarray(tr.num_children)[s, coarse]
+  stride = jnp.broadcast_to(jnp.asarray(tr.child_stride, jnp.int32)[s], jnp.shape(coarse))
+  group_end = jnp.asarray(tr.group_last)[s, coarse] + 1
+  return run_edges(coarse, first_child, span, num_runs, num_children, stride, group_end)
+
+
 def mixture_children_log_probs(process: Process, params, coarse, stage):
   """[B, *event, C]: an upscale ARDM's log-probabilities over the children of every variable's stage-s value under
-  logistic mixtures [B, *event, 3M]: child c of v holds the run of classes v + c * stride .., so its probability is
-  an interval probability, renormalised over v's children (no [B, *event, K] class log-probs)."""
-  tr = process.transitions
-  s = orders.per_example(stage, coarse.ndim)
-  stride = jnp.asarray(tr.child_stride, jnp.int32)[s][..., None]
-  child = jnp.arange(tr.max_branching, dtype=jnp.int32)
-  valid = child < jnp.asarray(tr.num_children)[s, coarse][..., None]
-  last = jnp.asarray(tr.group_last)[s, coarse][..., None]  # the last class of the stage-s group
-  lo = jnp.where(valid, coarse[..., None] + child * stride, coarse[..., None])
-  hi = jnp.where(valid, jnp.minimum(lo + stride - 1, last), coarse[..., None])
-  params_BxExCx3M = jnp.broadcast_to(params[..., None, :], lo.shape + params.shape[-1:])
-  log_p = jnp.where(valid, distributions.interval_log_prob(params_BxExCx3M, lo, hi, process.num_classes), -jnp.inf)
+  logistic mixtures [B, *event, 3M]: each child is a run of classes (child_run_edges), so its probability is an
+  interval probability, renormalised over v's children (no [B, *event, K] class log-probs)."""
+  num_children = process.transitions.max_branching
+  edges = child_run_edges(process, coarse, stage, jnp.zeros_like(coarse), 1, num_children)  # [B, *event, C+1]
+  flat = distributions.partition_log_probs(
+    params.reshape(-1, params.shape[-1]), edges.reshape(-1, num_children + 1), process.num_classes
+  )
+  log_p = jnp.where(edges[..., 1:] > edges[..., :-1], flat.reshape(edges.shape[:-1] + (num_children,)), -jnp.inf)
   return log_p - jax.nn.logsumexp(log_p, axis=-1, keepdims=True)
 
 
