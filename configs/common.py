@@ -159,6 +159,22 @@ def files_data(kind: str) -> ml_collections.ConfigDict:
   return d
 
 
+def local_run(c: ml_collections.ConfigDict, *, batch_size: int, num_samples: int, budget: int) -> None:
+  """The run settings of a `:local` variant: 20 steps on a CPU in seconds, a short eval, few samples."""
+  c.training.batch_size = batch_size
+  c.training.num_train_steps = 20
+  c.training.log_every_steps = 5
+  c.training.eval_every_steps = 20
+  c.training.checkpoint_every_steps = 10
+  c.eval.batch_size = batch_size
+  c.eval.num_passes = 1
+  c.eval.max_batches = 2
+  c.sample.num_samples = num_samples
+  c.sample.budget = budget
+  c.compress.budget = budget
+  c.compress.num_examples = 2
+
+
 def parse_arg(arg, allowed=("", "local")) -> str:
   """Validates the `--config=file.py:ARG` variant name."""
   arg = arg or ""

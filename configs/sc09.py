@@ -60,16 +60,5 @@ def get_config(arg=None):
     c.optimizer.learning_rate = 1e-3
     c.optimizer.warmup_steps = 0
     c.optimizer.ema_decay = 0.9
-    c.training.batch_size = 8
-    c.training.num_train_steps = 20
-    c.training.log_every_steps = 5
-    c.training.eval_every_steps = 20
-    c.training.checkpoint_every_steps = 10
-    c.eval.batch_size = 8
-    c.eval.num_passes = 1
-    c.eval.max_batches = 2
-    c.sample.num_samples = 2
-    c.sample.budget = 4
-    c.compress.budget = 4
-    c.compress.num_examples = 2
+    common.local_run(c, batch_size=8, num_samples=2, budget=4)
   return c

@@ -45,15 +45,5 @@ def get_config(arg=None):
     c.optimizer.warmup_steps = 5
     c.optimizer.grad_clip_norm = 1.0
     c.optimizer.ema_decay = 0.9
-    c.training.batch_size = 16
-    c.training.num_train_steps = 20
-    c.training.log_every_steps = 5
-    c.training.eval_every_steps = 20
-    c.training.checkpoint_every_steps = 10
-    c.eval.batch_size = 16
-    c.eval.max_batches = 2
-    c.sample.num_samples = 4
-    c.sample.budget = 8
-    c.compress.budget = 8
-    c.compress.num_examples = 2
+    common.local_run(c, batch_size=16, num_samples=4, budget=8)
   return c
