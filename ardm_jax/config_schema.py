@@ -118,6 +118,8 @@ _NETWORK = {
   "attention": one_of("einsum", "dot_product"),  # models/layers.py ATTENTION.
   "remat": one_of("none", "full", "dots", "dots_no_batch"),
 }  # models/layers.py REMAT_POLICIES.
+# The network's architecture (models/*.py ARCHS); configs older than the switch hold the paper's.
+ARCH = dataclasses.replace(one_of("paper", "improved"), absent_ok=True)
 MODEL = Choice(
   {
     "unet": {
@@ -125,8 +127,9 @@ MODEL = Choice(
       "ch": Rule("integer", "must be a positive multiple of 4", lambda v: v > 0 and v % 4 == 0),
       "num_res_blocks": POSITIVE,
       "attn_everywhere": BOOL,
+      "arch": ARCH,
     },
-    "transformer": {**_NETWORK, "num_layers": POSITIVE, "width": POSITIVE, "mlp_dim": POSITIVE},
+    "transformer": {**_NETWORK, "num_layers": POSITIVE, "width": POSITIVE, "mlp_dim": POSITIVE, "arch": ARCH},
     # Convolutions only: no attention keys.
     "diffwave": {
       "dropout": _NETWORK["dropout"],
@@ -136,6 +139,7 @@ MODEL = Choice(
       "num_blocks": POSITIVE,
       "dilation_cycle": in_range(1, 20),
       "use_step": BOOL,
+      "arch": ARCH,
     },
   }
 )

@@ -129,9 +129,16 @@ def unet_forward_flops(
   return flops
 
 
-def transformer_forward_flops(num_layers: int, width: int, mlp_dim: int, length: int, outputs: int) -> float:
-  """Multiply-add FLOPs (x2) of one Transformer forward pass on one sequence (arXiv 2110.02037, appendix)."""
-  per_layer = 2 * length * 4 * width * width + 2 * (2 * length * length * width) + 2 * 2 * length * width * mlp_dim
+def transformer_forward_flops(
+  num_layers: int, width: int, mlp_dim: int, length: int, outputs: int, swiglu: bool = False
+) -> float:
+  """Multiply-add FLOPs (x2) of one Transformer forward pass on one sequence (arXiv 2110.02037, appendix).
+
+  swiglu: the improved network's MLP, three matrices of 2/3 the width (models/transformer.py); its adaLN
+  modulations act once per sequence (negligible) and rotary positions are elementwise.
+  """
+  mlp = 2 * 3 * length * width * (2 * mlp_dim // 3) if swiglu else 2 * 2 * length * width * mlp_dim
+  per_layer = 2 * length * 4 * width * width + 2 * (2 * length * length * width) + mlp
   return num_layers * per_layer + 2 * length * width * outputs
 
 
@@ -158,7 +165,8 @@ def analytic_step_flops(config, exp: experiment.Experiment) -> float:
   elif m.name == "diffwave":
     forward = diffwave_forward_flops(m.ch, m.num_blocks, exp.num_variables, exp.num_stages, outputs)
   else:
-    forward = transformer_forward_flops(m.num_layers, m.width, m.mlp_dim, exp.num_variables, outputs)
+    swiglu = exp.model.option("mlp") == "swiglu"
+    forward = transformer_forward_flops(m.num_layers, m.width, m.mlp_dim, exp.num_variables, outputs, swiglu)
   return 3 * forward * config.training.batch_size
 
 

@@ -18,7 +18,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.seed = 0  # Seed of the data order, crops and augmentation.
 
   c.model = ml_collections.ConfigDict()
-  c.model.name = ""  # 'unet' | 'transformer'; the remaining keys are that module's fields.
+  c.model.name = ""  # 'unet' | 'transformer' | 'diffwave'; the remaining keys are that module's fields.
+  # 'paper' (the paper's network, for fidelity) | 'improved' (learns faster at equal size: docs/networks.md).
+  c.model.arch = "paper"
   c.model.dtype = "float32"  # Compute dtype 'float32' | 'bfloat16' (params, optimizer state, logits stay float32).
   c.model.attention = "einsum"  # 'einsum' (Flax default) | 'dot_product' (jax.nn.dot_product_attention, cuDNN).
   c.model.remat = "none"  # Rematerialise every block: 'none' | 'full' | 'dots' | 'dots_no_batch'.

@@ -99,7 +99,7 @@ def test_command_line_mistakes(flags, message, text8_zip):
       {"model.widht": 64},
       experiment.ConfigError,
       "config.model.widht is not a key of model.name='transformer'; remove or rename it (its keys: "
-      "name, num_heads, dropout, dtype, attention, remat, num_layers, width, mlp_dim).",
+      "name, num_heads, dropout, dtype, attention, remat, num_layers, width, mlp_dim, arch).",
       id="mistyped_model_field",
     ),
     pytest.param(

@@ -1,6 +1,7 @@
 """Pieces shared by the networks: sinusoidal embeddings, attention and rematerialisation choices, and an
 allocation-free parameter count."""
 
+import inspect
 import math
 
 from absl import logging
@@ -98,3 +99,25 @@ def remat_block(block_cls, policy: str, static_argnums=()):
   if policy not in REMAT_POLICIES:
     raise ValueError(f"model.remat = {policy!r} is not one of {['none', *REMAT_POLICIES]}")
   return nn.remat(block_cls, policy=REMAT_POLICIES[policy], static_argnums=static_argnums)
+
+
+def rotate(x_BxLxHxF, positions_L, max_period: float = 10000.0):
+  """Rotary position embedding (RoFormer, arXiv 2104.09864): feature pairs (i, i + F/2) turned by position * f_i.
+
+  The dot product of a query rotated at position m with a key rotated at n depends on m - n only.
+  """
+  half = x_BxLxHxF.shape[-1] // 2
+  frequencies = max_period ** (-jnp.arange(half, dtype=jnp.float32) / half)
+  angles_LxF = jnp.asarray(positions_L, jnp.float32)[:, None] * frequencies[None, :]
+  cos, sin = (f(angles_LxF)[None, :, None, :] for f in (jnp.cos, jnp.sin))
+  x1, x2 = x_BxLxHxF[..., :half].astype(jnp.float32), x_BxLxHxF[..., half:].astype(jnp.float32)
+  return jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1).astype(x_BxLxHxF.dtype)
+
+
+def rotary_attention(query, key, value, dtype=None, force_fp32_for_softmax=True, *, inner, positions):
+  """An `attention_fn` that rotates queries and keys [B, L, heads, head_dim] by position, then calls `inner`."""
+  query, key = rotate(query, positions), rotate(key, positions)
+  kwargs = {"dtype": dtype}
+  if "force_fp32_for_softmax" in inspect.signature(inner).parameters:
+    kwargs["force_fp32_for_softmax"] = force_fp32_for_softmax
+  return inner(query, key, value, **kwargs)

@@ -19,6 +19,7 @@ from ardm_jax.models import layers
 
 # Step embeddings see t rescaled to [0, 1000) whatever the number of steps, as in the reference code.
 _TIME_SCALE = 1000.0
+ARCHS = {"paper": dict(conditioning="add"), "improved": dict(conditioning="scale_shift")}
 
 
 def _group_norm(channels: int, dtype, name=None) -> nn.GroupNorm:
@@ -30,18 +31,25 @@ def _group_norm(channels: int, dtype, name=None) -> nn.GroupNorm:
 
 
 class ResBlock(nn.Module):
-  """Pre-activation residual block with the step embedding added between its two 3x3 convs."""
+  """Pre-activation residual block with the step embedding between its two 3x3 convs: added ('add'), or as a
+  scale and shift of the second norm from a zero-initialised projection ('scale_shift', adaGN)."""
 
   out_ch: int
   dropout: float
   dtype: jnp.dtype
+  conditioning: str = "add"
 
   @nn.compact
   def __call__(self, x_BxHxWxC, temb_BxE, train: bool):
     h = nn.swish(_group_norm(x_BxHxWxC.shape[-1], self.dtype)(x_BxHxWxC))
     h = nn.Conv(self.out_ch, (3, 3), dtype=self.dtype, name="conv1")(h)
-    h = h + nn.Dense(self.out_ch, dtype=self.dtype, name="temb_proj")(nn.swish(temb_BxE))[:, None, None, :]
-    h = nn.swish(_group_norm(self.out_ch, self.dtype)(h))
+    if self.conditioning == "scale_shift":
+      scale_shift = nn.Dense(2 * self.out_ch, kernel_init=nn.initializers.zeros, dtype=self.dtype, name="temb_proj")
+      scale, shift = jnp.split(scale_shift(nn.swish(temb_BxE))[:, None, None, :], 2, axis=-1)
+      h = nn.swish(_group_norm(self.out_ch, self.dtype)(h) * (1.0 + scale) + shift)
+    else:
+      h = h + nn.Dense(self.out_ch, dtype=self.dtype, name="temb_proj")(nn.swish(temb_BxE))[:, None, None, :]
+      h = nn.swish(_group_norm(self.out_ch, self.dtype)(h))
     h = nn.Dropout(self.dropout)(h, deterministic=not train)
     # Zero-initialised so every block starts as the identity (VDM).
     h = nn.Conv(self.out_ch, (3, 3), kernel_init=nn.initializers.zeros, dtype=self.dtype, name="conv2")(h)
@@ -88,6 +96,8 @@ class UNet(nn.Module):
     dtype: compute dtype, 'float32' or 'bfloat16'; parameters stay float32 and logits are returned as float32.
     attention: 'einsum' (Flax's default) or 'dot_product' (jax.nn.dot_product_attention: cuDNN where it applies).
     remat: 'none' or a rematerialisation policy of every ResBlock and attention block (layers.REMAT_POLICIES).
+    arch: 'paper' or 'improved' (ARCHS): the default of conditioning.
+    conditioning: how the step enters every ResBlock, 'add' or 'scale_shift' (None: the arch's value).
   """
 
   num_classes: int = 256
@@ -101,6 +111,8 @@ class UNet(nn.Module):
   dtype: str = "float32"
   attention: str = "einsum"
   remat: str = "none"
+  arch: str = "paper"
+  conditioning: str | None = None
 
   @nn.compact
   def __call__(self, x_in, known, t, train: bool = False):
@@ -112,6 +124,9 @@ class UNet(nn.Module):
       raise ValueError(f"model.ch must be a multiple of 4, got {self.ch}")
     if x_in.ndim != 4 or known.shape != x_in.shape or t.shape != x_in.shape[:1]:
       raise ValueError(f"UNet expects x_in, known [B, H, W, Ch] and t [B]; got {x_in.shape}, {known.shape}, {t.shape}")
+    if self.arch not in ARCHS:
+      raise ValueError(f"model.arch = {self.arch!r} is not one of {list(ARCHS)}")
+    conditioning = ARCHS[self.arch]["conditioning"] if self.conditioning is None else self.conditioning
     dtype = jnp.dtype(self.dtype)
     batch, height, width, channels = x_in.shape
     num_variables = height * width * channels
@@ -136,7 +151,9 @@ class UNet(nn.Module):
     h_emb = nn.Dense(emb_ch, dtype=dtype, name="value_proj")(value_emb)
     h = jnp.concatenate([h_conv.astype(dtype), h_emb], axis=-1)
 
-    res_block = layers.remat_block(ResBlock, self.remat, static_argnums=(3,))  # (self, x, temb, train)
+    res_block = functools.partial(
+      layers.remat_block(ResBlock, self.remat, static_argnums=(3,)), conditioning=conditioning
+    )  # (self, x, temb, train)
     attn_block = functools.partial(layers.remat_block(AttnBlock, self.remat), attention=self.attention)
     skips = [h]
     for i in range(self.num_res_blocks):
