@@ -27,13 +27,16 @@ import functools
 import hashlib
 import io
 import json
+import math
 import os
 import re
+import struct
 import zlib
 
 from etils import epath
 import flax.serialization
 import jax
+import jax.numpy as jnp
 import jaxlib
 import ml_collections
 import numpy as np
@@ -197,20 +200,151 @@ def load_bundle(path) -> Bundle:
   config_json, params_bytes = files["config.json"].read_bytes(), files["params.msgpack"].read_bytes()
   try:
     meta = json.loads(files["codec.json"].read_text())
-    fingerprint_ok = meta.get("fingerprint") == _bundle_fingerprint(config_json, params_bytes, meta)
   except ValueError:
-    fingerprint_ok = False
+    meta = None
+  if meta is not None and not isinstance(meta, dict):
+    raise CodecError(
+      f"--model={path}: codec.json is a JSON {type(meta).__name__}, not an object (crafted or damaged bundle); "
+      "export it again."
+    )
+  fingerprint_ok = meta is not None and meta.get("fingerprint") == _bundle_fingerprint(config_json, params_bytes, meta)
   if not fingerprint_ok:
     raise CodecError(
       f"--model={path}: the bundle's files do not match its fingerprint (corrupted or altered); export it again."
     )
-  config = ml_collections.ConfigDict(json.loads(config_json))
+  return checked_bundle(path, config_json, params_bytes, meta)
+
+
+# What a bundle may ask for: D variables per data point, rows per call, and float32s of network outputs per call.
+MAX_BUNDLE_VARIABLES = 2**16
+MAX_BUNDLE_BATCH = 4096
+MAX_CALL_OUTPUTS = 2**28
+NUM_CLASSES = {"text": 27, "bytes": 256, "image": 256, "audio": 65536}  # The classes of each bundle kind.
+_LAYER_COUNTS = ("num_layers", "num_res_blocks", "num_blocks")
+
+
+def checked_bundle(path, config_json: bytes, params_bytes: bytes, meta) -> Bundle:
+  """The bundle of these file contents, each field checked before it is used to size anything.
+
+  A bundle is shared like a checkpoint and its fingerprint is a plain hash, so it is validated as untrusted data:
+  codec.json field by field (kind, classes, shape, order a permutation per stage, strictly increasing plans, rows
+  per call) with limits that bound memory, then the parameters against the network the config builds (tree,
+  shapes and dtypes, traced without allocating). CodecError names the field.
+  """
+
+  def refuse(field: str, what: str):
+    raise CodecError(f"--model={path}: {field} {what} (crafted or damaged bundle); export it again.")
+
   try:
+    config = ml_collections.ConfigDict(json.loads(config_json))
     config_schema.validate_network(config)
-  except config_schema.ConfigError as e:
-    raise CodecError(f"--model={path}: its config.json is not a valid config: {e}") from None
-  params = flax.serialization.msgpack_restore(params_bytes)
+  except (ValueError, TypeError, AttributeError, config_schema.ConfigError) as e:
+    refuse("config.json", f"is not a valid config: {e}")
+  if not isinstance(meta, dict):
+    refuse("codec.json", f"is a JSON {type(meta).__name__}, not an object")
+  missing = [k for k in ("kind", "event_shape", "num_classes", "order", "plans") if k not in meta]
+  if missing:
+    refuse("codec.json", f"lacks {', '.join(missing)}")
+  kind = meta["kind"]
+  if kind not in NUM_CLASSES:
+    refuse("codec.json 'kind'", f"= {kind!r} is not one of {list(NUM_CLASSES)}")
+  if "data" in config and data_kind_or_none(config) not in (None, kind):
+    refuse("codec.json 'kind'", f"= {kind!r} is not the kind of the config's data ({data_kind_or_none(config)})")
+  if meta["num_classes"] != NUM_CLASSES[kind] or isinstance(meta["num_classes"], bool):
+    refuse("codec.json 'num_classes'", f"= {meta['num_classes']!r}; a {kind} model has {NUM_CLASSES[kind]} classes")
+  shape = meta["event_shape"]
+  rank = 3 if kind == "image" else 1
+  if (
+    not isinstance(shape, list)
+    or len(shape) != rank
+    or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)
+    or (kind == "image" and shape[-1] != 3)
+    or math.prod(shape) > MAX_BUNDLE_VARIABLES
+  ):
+    limits = f"{rank} positive sizes{' ending in 3' if kind == 'image' else ''}, at most {MAX_BUNDLE_VARIABLES} in all"
+    refuse("codec.json 'event_shape'", f"= {str(shape)[:80]} is not {limits}")
+  num_variables = math.prod(shape)
+  try:
+    process = experiment.build_process(config, NUM_CLASSES[kind])
+    transitions = process.transitions if config.objective.kind == "upscale" else None
+    model = experiment.build_model(config, NUM_CLASSES[kind], transitions)
+  except (ValueError, TypeError, KeyError) as e:
+    refuse("config.json", f"does not build a network for {kind} data ({e})")
+  num_stages = process.num_stages
+  order = _int_array(meta["order"], (num_stages, num_variables))
+  if order is None or not np.array_equal(
+    np.sort(order, axis=1), np.broadcast_to(np.arange(num_variables), order.shape)
+  ):
+    refuse("codec.json 'order'", f"is not {num_stages} permutation(s) of 0..{num_variables - 1}")
+  plans = meta["plans"]
+  if not isinstance(plans, dict) or not plans:
+    refuse("codec.json 'plans'", "is not an object of one plan per budget")
+  for budget, plan in plans.items():
+    if not budget.isdigit() or not 1 <= int(budget) <= num_variables or not isinstance(plan, dict):
+      refuse("codec.json 'plans'", f"has budget {budget[:20]!r}, not a number of calls in 1..{num_variables}")
+    starts = _int_array(plan.get("starts"), (num_stages, int(budget)))
+    if (
+      starts is None
+      or np.any(starts[:, 0] != 0)
+      or np.any(np.diff(starts, axis=1) <= 0)
+      or starts.max() >= num_variables
+    ):
+      refuse(f"codec.json 'plans'[{budget}]", f"is not {num_stages} row(s) of starts 0 < ... < {num_variables}")
+  batch_size = meta.get("batch_size", DEFAULT_BATCH_SIZE)
+  outputs_per_call = num_variables * model.num_classes_out * (batch_size if isinstance(batch_size, int) else 1)
+  if not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_BUNDLE_BATCH or outputs_per_call > MAX_CALL_OUTPUTS:
+    refuse(
+      "codec.json 'batch_size'",
+      f"= {batch_size!r} is not in 1..{MAX_BUNDLE_BATCH} within {MAX_CALL_OUTPUTS} outputs per call",
+    )
+  for field in ("unseen_steps", "train_step"):
+    if not isinstance(meta.get(field, 0), int) or meta.get(field, 0) < 0:
+      refuse(f"codec.json {field!r}", f"= {meta[field]!r} is not a count")
+  try:
+    params = flax.serialization.msgpack_restore(params_bytes)
+  except Exception as e:  # pylint: disable=broad-except  # msgpack's errors (nesting, truncation) and others.
+    refuse("params.msgpack", f"is not a parameter file ({type(e).__name__}: {e})")
+  _check_params(refuse, params, model, tuple(shape), config)
   return Bundle(config=config, params=params, meta=meta, fingerprint=meta["fingerprint"])
+
+
+def _int_array(value, shape) -> np.ndarray | None:
+  """int64 array of a JSON list of lists if it has exactly `shape`, else None (no allocation past its size)."""
+  if not isinstance(value, list) or len(value) != shape[0]:
+    return None
+  if not all(isinstance(row, list) and len(row) == shape[1] for row in value):
+    return None
+  if not all(isinstance(v, int) and not isinstance(v, bool) for row in value for v in row):
+    return None
+  return np.asarray(value, np.int64).reshape(shape)
+
+
+def _check_params(refuse, params, model, event_shape, config) -> None:
+  """Refuses parameters that are not the tree of arrays (names, shapes, float32) the config's network has."""
+  if not isinstance(params, dict):
+    refuse("params.msgpack", "is not a tree of parameters")
+  for key in _LAYER_COUNTS:  # Tracing the network costs time per layer: bounded by what the file holds.
+    if config.model.get(key, 0) > len(params):
+      refuse(f"config.json model.{key}", f"= {config.model[key]} is more than the parameter file's {len(params)} parts")
+  x = jax.ShapeDtypeStruct((1, *event_shape), jnp.int32)
+  try:
+    expected = jax.eval_shape(model.init, jax.random.key(0), x, x, jax.ShapeDtypeStruct((1,), jnp.int32))["params"]
+  except Exception as e:  # pylint: disable=broad-except  # The config's sizes do not make a network.
+    refuse("config.json", f"does not make a network ({type(e).__name__}: {str(e)[:200]})")
+  expected_leaves = jax.tree_util.tree_leaves_with_path(expected)
+  try:
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+  except Exception:  # pylint: disable=broad-except
+    leaves = []
+  found = {jax.tree_util.keystr(p): v for p, v in leaves}
+  for path, spec in expected_leaves:
+    name = jax.tree_util.keystr(path)
+    value = found.pop(name, None)
+    if not isinstance(value, np.ndarray) or value.shape != spec.shape or value.dtype != spec.dtype:
+      what = "missing" if value is None else f"{getattr(value, 'dtype', type(value).__name__)} {np.shape(value)}"
+      refuse("params.msgpack", f"does not fit the config's network: {name} is {what}, not {spec.dtype} {spec.shape}")
+  if found:
+    refuse("params.msgpack", f"has parameters the config's network does not: {', '.join(list(found)[:3])}")
 
 
 # ---------------------------------------------------------------------------------------------- data kinds
@@ -336,31 +470,75 @@ def _text_item(name: str, raw: bytes, bundle: Bundle, clean: bool) -> Item:
   return Item(bundle.kind, (len(raw),), None, raw, raw, None, note)
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_PIXEL_CHUNKS = (b"IHDR", b"IDAT", b"IEND")
+
+
+def png_pixels_only(raw: bytes) -> tuple[str, tuple[int, int] | None]:
+  """(why not, (height, width)) of a PNG file, read from its chunks without decoding any pixel.
+
+  why not is '' for a PNG whose content is 8-bit RGB or grayscale pixels and nothing else (chunks IHDR, IDAT and
+  IEND only): a PNG of the same pixels restores all it holds. Otherwise it says what the model's PNG would lose
+  (other bit depths or colour types, transparency, colour profiles, animation frames, text, trailing bytes).
+  """
+  if not raw.startswith(_PNG_SIGNATURE):
+    return "not a PNG file", None
+  position, others, ihdr = len(_PNG_SIGNATURE), [], b""
+  while position + 8 <= len(raw):
+    length, chunk_type = struct.unpack_from(">I4s", raw, position)
+    end = position + 12 + length
+    if end > len(raw):
+      return "a PNG chunk runs past the end of the file", None
+    if chunk_type == b"IHDR" and not ihdr:
+      ihdr = raw[position + 8 : position + 8 + length]
+    elif chunk_type not in _PNG_PIXEL_CHUNKS:
+      others.append(chunk_type.decode("latin-1"))
+    position = end
+    if chunk_type == b"IEND":
+      break
+  if len(ihdr) != 13:
+    return "a PNG without a valid IHDR chunk", None
+  width, height, depth, colour_type = struct.unpack_from(">IIBB", ihdr)
+  if position != len(raw):
+    return f"a PNG with {len(raw) - position} bytes after its end (or no IEND chunk)", (height, width)
+  if depth != 8 or colour_type not in (0, 2):
+    kind = {0: "grayscale", 2: "RGB", 3: "palette", 4: "grayscale+alpha", 6: "RGBA"}.get(colour_type, "unknown")
+    return f"a {depth}-bit {kind} PNG (the model codes 8-bit RGB or grayscale pixels)", (height, width)
+  if others:
+    listed = ", ".join(dict.fromkeys(others))
+    return f"a PNG with chunks the model's PNG would not keep ({listed})", (height, width)
+  return "", (height, width)
+
+
 def _image_item(name: str, raw: bytes, bundle: Bundle) -> Item:
-  """A PNG image: RGB, or grayscale coded as three equal channels; tiled into the model's patches."""
+  """A PNG of 8-bit RGB or grayscale pixels only (grayscale coded as three equal channels), tiled into patches.
+
+  Checked from its chunks before any pixel is decoded: its size against the value limit, and that nothing but
+  pixels is in it (anything else goes to the byte methods, which keep the file's own bytes).
+  """
   from PIL import Image  # pylint: disable=g-import-not-at-top
 
-  try:
-    image = Image.open(io.BytesIO(raw))
-    image_format = image.format
-    image.load()
-  except Exception as e:  # pylint: disable=broad-except
-    raise CodecError(f"{name}: not a readable image ({e}); the image model takes PNG files.") from None
-  if image_format != "PNG":
-    raise CodecError(f"{name}: a {image_format} image; the image model takes PNG files (RGB or grayscale).")
-  if image.mode not in ("RGB", "L"):
-    raise CodecError(
-      f"{name}: PNG mode {image.mode!r} is not supported (RGB and grayscale 'L' are); convert it, "
-      f"e.g. with PIL: Image.open(f).convert('RGB').save(f)."
-    )
-  pixels = np.asarray(image, np.uint8)
   if bundle.event_shape[-1] != 3:
     raise CodecError(f"{name}: the model codes {bundle.event_shape[-1]}-channel patches, PNGs are coded as RGB.")
+  why_not, size = png_pixels_only(raw)
+  if size is not None and 3 * size[0] * size[1] > container.MAX_VALUES:
+    raise CodecError(f"{name}: {size[1]}x{size[0]} pixels, above the model's limit of {container.MAX_VALUES} values.")
+  if why_not:
+    raise CodecError(f"{name}: {why_not}.")
+  try:
+    image = Image.open(io.BytesIO(raw))
+    image.load()
+  except Exception as e:  # pylint: disable=broad-except
+    raise CodecError(f"{name}: not a readable PNG ({e}).") from None
+  if image.mode not in ("RGB", "L") or image.size != (size[1], size[0]):
+    raise CodecError(f"{name}: PNG mode {image.mode!r} of size {image.size}, not the 8-bit pixels its header gives.")
+  pixels = np.asarray(image, np.uint8)
   return Item("image_rgb" if image.mode == "RGB" else "image_l", pixels.shape[:2], None, raw, pixels, None)
 
 
 def _audio_item(name: str, raw: bytes, bundle: Bundle) -> Item:
   """A mono 16-bit PCM WAV file of any length and sample rate (the model was trained at its data's rate)."""
+  del bundle
   try:
     channels, width, rate, frames = audio_lib.read_wav(raw, name)
   except ValueError as e:
@@ -370,20 +548,23 @@ def _audio_item(name: str, raw: bytes, bundle: Bundle) -> Item:
   if (channels, width) != (1, 2):
     raise CodecError(f"{name}: a {channels}-channel {8 * width}-bit WAV; the audio model codes mono 16-bit PCM.")
   pcm = np.frombuffer(frames, "<i2").astype(np.int16)
-  note = ""
-  if outputs.wav_bytes(pcm, rate) != raw:
-    note = (
-      f"{name}: its WAV has more than the samples and rate (extra chunks, or a header other than the canonical "
-      f"44 bytes): the model's file decodes to the canonical WAV of the same {len(pcm)} samples"
-    )
-  return Item("audio", (len(pcm),), None, raw, pcm, None, note, sample_rate=rate)
+  return Item("audio", (len(pcm),), None, raw, pcm, None, sample_rate=rate)
 
 
 def _array_item(name: str, raw: bytes, bundle: Bundle) -> Item:
-  """A .npy array of integers in 0..K-1, shaped like one data point or [n, *event]."""
+  """A .npy array of integers in 0..K-1, shaped like one data point or [n, *event]; its header is checked
+  against the file's size before the array is read."""
+  stream = io.BytesIO(raw)
   try:
+    version = np.lib.format.read_magic(stream)
+    read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    if version not in read_header:
+      raise ValueError(f"npy format version {version}")
+    shape, fortran_order, dtype = read_header[version](stream)
+    if dtype.hasobject or len(raw) - stream.tell() != math.prod(shape) * dtype.itemsize:
+      raise ValueError(f"its header gives {shape} of {dtype}, which is not the {len(raw) - stream.tell()} data bytes")
     array = np.load(io.BytesIO(raw), allow_pickle=False)
-  except ValueError as e:
+  except Exception as e:  # pylint: disable=broad-except
     raise CodecError(f"{name}: not a readable .npy file ({e}).") from None
   event = bundle.event_shape
   if array.shape[-len(event) :] != event or array.ndim > len(event) + 1:
@@ -398,6 +579,7 @@ def _array_item(name: str, raw: bytes, bundle: Bundle) -> Item:
       f"{name}: the model codes little-endian integers in 0..{bundle.num_classes - 1}, got dtype "
       f"{array.dtype}{'' if not array.size else f' with values {array.min()}..{array.max()}'}."
     )
+  del fortran_order  # A Fortran-ordered file is not what decoding writes: prepare() sends it to the byte methods.
   return Item("array", array.shape, array.dtype.str, raw, np.ascontiguousarray(array), None)
 
 
@@ -419,11 +601,30 @@ def prepare(name: str, raw: bytes, bundle: Bundle, *, clean: bool = False, model
     values = container.num_values(item.kind, item.shape)  # the decoder's bound (container.unpack)
     if values > container.MAX_VALUES:
       raise CodecError(f"{name}: {values} values, above the model's limit of {container.MAX_VALUES} per file.")
+    item = _check_restores(name, item, clean)
   except CodecError as e:
     if model_only:
       raise
-    return Item("file", (len(raw),), None, raw, None, None, f"{e} Coded with the classic codecs only.")
+    return Item("file", (len(raw),), None, raw, None, None, f"{e} Coded with the byte methods, which keep its bytes.")
   return dataclasses.replace(item, rows=_layout(item.kind, item.values, bundle))
+
+
+def _check_restores(name: str, item: Item, clean: bool) -> Item:
+  """The item if decoding its values gives its file back: byte for byte, or for a PNG of pixels only (IHDR, IDAT,
+  IEND) the same pixels in a PNG of our own, said in its note; else CodecError saying what would be lost."""
+  if item.kind == "text" and clean:
+    return item  # --clean asks for the cleaned text, and its note says so.
+  restored = restore_file(item.kind, item.values, None, item.sample_rate)
+  if restored == item.file_bytes:
+    return item
+  if item.kind in ("image_rgb", "image_l"):
+    note = f"{name}: decoding gives the same pixels in a PNG of its own making ({len(restored)} bytes), not these bytes"
+    return dataclasses.replace(item, note=note)
+  what = {
+    "audio": "a WAV with more than the samples and rate (extra chunks, or a header other than the canonical 44 bytes)",
+    "array": "a .npy file other than the canonical one of its array (Fortran order, or a padded header)",
+  }.get(item.kind, f"a {item.kind} file that its values do not restore")
+  raise CodecError(f"{name}: {what}: its values would not restore its bytes.")
 
 
 def restore_file(kind: str, values, bundle: Bundle, sample_rate: int | None = None) -> bytes:
@@ -446,18 +647,27 @@ def restore_file(kind: str, values, bundle: Bundle, sample_rate: int | None = No
 # ------------------------------------------------------------------------------------------------ names
 
 
-_BAD_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
+# C0 and C1 control characters (C1 \x9b is a terminal's CSI), DEL, and path separators.
+_BAD_NAME = re.compile(r"[\x00-\x1f\x7f-\x9f/\\]")
+
+
+def _utf8_length(name: str) -> int | None:
+  try:
+    return len(name.encode("utf-8"))
+  except UnicodeEncodeError:  # A lone surrogate: no file system name.
+    return None
 
 
 def check_base_name(name: str, what: str) -> str:
-  """`name` if it is a safe base name (no separators, not '.' or '..', no control characters); else CodecError."""
+  """`name` if it is a safe base name (no separators, not '.' or '..', no control characters, valid UTF-8 of at
+  most 255 bytes); else CodecError."""
   if (
     not isinstance(name, str)
     or not name
     or name in (".", "..")
     or _BAD_NAME.search(name)
     or os.path.isabs(name)
-    or len(name.encode("utf-8", "surrogatepass")) > 255
+    or not 0 < (_utf8_length(name) or 256) <= 255
   ):
     raise CodecError(f"{what}: the stored name {name!r} is not a plain file name (crafted file?); not used.")
   return name
@@ -550,12 +760,19 @@ def encode_files(
   out = {}
   for name, item in items.items():
     metadata = {"name": check_base_name(epath.Path(name).name, name)} if keep_names else None
-    blobs = {}
+    blobs, failed = {}, []
     for m in tried[name]:
-      payload = ardm_payloads[name] if m == "ardm" else _classic_payload(m, item)
+      try:
+        payload = ardm_payloads[name] if m == "ardm" else _classic_payload(m, item)
+      except Exception as e:  # pylint: disable=broad-except  # A library refusing this input (e.g. FLAC's rates).
+        failed.append(f"{m} ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
+        continue
       blobs[m] = container.pack(_header(bundle, item, m, budget, metadata), payload)
+    if not blobs:
+      raise CodecError(f"{name}: {', '.join(failed)} could not code it; use --method=auto.")
+    note = "; ".join(filter(None, [item.note, f"{name}: not coded by {', '.join(failed)}" if failed else ""]))
     best = min(blobs, key=lambda m: len(blobs[m]))  # the first of the smallest, in CANDIDATES order
-    out[name] = Encoded(blobs[best], best, {m: len(b) for m, b in blobs.items()}, item.num_dims, item.note)
+    out[name] = Encoded(blobs[best], best, {m: len(b) for m, b in blobs.items()}, item.num_dims, note)
   return out
 
 
@@ -601,7 +818,36 @@ def read_header(name: str, blob: bytes, bundle: Bundle) -> tuple[container.Heade
     raise CodecError(f"{name}: its array shape {header.shape} does not fit the bundle (damaged file).")
   if len(payload) % 4:
     raise CodecError(f"{name}: truncated or corrupted (its payload is not whole 32-bit words).")
+  needed = min_payload_bits(bundle, header.kind, header.shape)
+  if 8 * len(payload) < needed / 2 - 64:  # Half the bound and 64 bits of coder overhead: never a real file.
+    raise CodecError(
+      f"{name}: its {len(payload)}-byte payload cannot hold the {header.num_values} values its header claims "
+      f"(the model needs at least {needed / 8:.0f} bytes for them; crafted or damaged file)."
+    )
   return header, payload
+
+
+def min_payload_bits(bundle: Bundle, kind: str, shape) -> float:
+  """A lower bound on the bits of any model-coded payload of `shape` values of `kind` under this bundle.
+
+  The coder smooths every categorical with eps per allowed class (coder.quantized_probabilities), so no coded
+  value is certain: a categorical over n allowed classes gives any one at most 1 - (n - 1) * f / 2^24, f the
+  smallest frequency an allowed class gets. Every coded value pays -log2 of that in every stage, with n the
+  fewest children any value of that stage has (for a logistic mixture, the runs of its first digit).
+  """
+  transitions = bundle.process.transitions
+  bits_per_value = 0.0
+  for stage in range(transitions.num_stages):
+    values = np.unique(transitions.state_values[stage])
+    fewest = int(transitions.num_children[stage][values].min())
+    num_outputs = transitions.max_branching
+    if bundle.process.num_mixtures:
+      levels, base = coder._digits(transitions.max_branching)
+      fewest, num_outputs = -(-fewest // base ** (levels - 1)), base
+    smallest = (math.floor(coder.EPS * (2**coder.PRECISION - num_outputs)) + 1) / 2**coder.PRECISION
+    if fewest > 1:
+      bits_per_value -= math.log2(1.0 - (fewest - 1) * smallest)
+  return container.num_values(kind, shape) * bits_per_value
 
 
 def _template(header: container.Header, bundle: Bundle):
@@ -700,3 +946,11 @@ def data_kind(config: ml_collections.ConfigDict) -> str:
   if config.data.name == "files":
     return FILES_KINDS[config.data.kind]
   return KINDS[config.data.name]
+
+
+def data_kind_or_none(config) -> str | None:
+  """data_kind, or None for a data section it does not know (checked, not trusted: a bundle's config)."""
+  try:
+    return data_kind(config)
+  except (KeyError, AttributeError, TypeError):
+    return None

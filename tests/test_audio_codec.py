@@ -110,17 +110,20 @@ def test_auto_keeps_the_smallest_and_every_audio_method_restores_the_samples(bun
     assert decoded == files
 
 
-def test_a_wav_with_extra_chunks_keeps_its_bytes_under_byte_methods_and_its_samples_under_the_model(bundle):
+def test_a_wav_with_extra_chunks_goes_to_the_byte_methods_which_keep_its_bytes(bundle):
+  """The model would restore the canonical WAV of its samples, not the file: lossless means its own bytes."""
   pcm = _speech_like(20, 4)
   canonical = _wav(pcm)
   chunk = b"LIST" + struct.pack("<I", 10) + b"INFOtitle\0"
   extra = canonical[:4] + struct.pack("<I", len(canonical) - 8 + len(chunk)) + canonical[8:] + chunk
   assert _samples(extra)[1].tolist() == pcm.tolist()
-  (model,) = codec.encode_files(bundle, {"x.wav": extra}, 3, method="ardm").values()
-  assert "canonical WAV" in model.note
-  assert _round_trip(bundle, {"x.wav": extra})[1] == {"x.wav": canonical}
-  assert _round_trip(bundle, {"x.wav": extra}, "stored")[1] == {"x.wav": extra}
-  assert _round_trip(bundle, {"x.wav": extra}, "zstd")[1] == {"x.wav": extra}
+  with pytest.raises(codec.CodecError, match="extra chunks"):
+    codec.encode_files(bundle, {"x.wav": extra}, 3, method="ardm")
+  (auto,) = codec.encode_files(bundle, {"x.wav": extra}, 3).values()
+  assert "extra chunks" in auto.note and container.unpack("x", auto.blob)[0].kind == "file"
+  for method in ("auto", "stored", "zstd"):
+    assert _round_trip(bundle, {"x.wav": extra}, method)[1] == {"x.wav": extra}
+  assert _round_trip(bundle, {"x.wav": canonical})[1] == {"x.wav": canonical}  # The canonical file: the model.
 
 
 @pytest.mark.parametrize(

@@ -193,7 +193,7 @@ def test_pngs_of_odd_sizes_and_grayscale_round_trip_pixel_exact(tmp_path):
   restored = np.load(io.BytesIO(decoded["a.npy"]))
   original = np.load(io.BytesIO(files["a.npy"]))
   assert restored.dtype == original.dtype and np.array_equal(restored, original)
-  with pytest.raises(codec.CodecError, match="mode 'RGBA' is not supported"):
+  with pytest.raises(codec.CodecError, match="a 8-bit RGBA PNG"):
     codec.encode_files(bundle, {"alpha.png": _png(np.zeros((2, 2, 4), np.uint8), "RGBA")}, 3, method="ardm")
 
 

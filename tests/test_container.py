@@ -123,7 +123,7 @@ def test_files_the_model_cannot_code_go_to_the_classic_codecs(text_bundle, tmp_p
   encoded = _encode(text_bundle, files)
   for name, result in encoded.items():
     assert "ardm" not in result.sizes and container.unpack(name, result.blob)[0].kind == "file"
-    assert "classic codecs only" in result.note
+    assert "byte methods, which keep its bytes" in result.note
   blobs = {n + ".ardm": e.blob for n, e in encoded.items()}
   assert codec.decode_files(text_bundle, blobs) == {n + ".ardm": c for n, c in files.items()}
   with pytest.raises(codec.CodecError, match="outside the model's alphabet"):
@@ -268,7 +268,7 @@ def test_a_bundle_config_is_data_checked_by_the_schema(tmp_path, text_bundle):
     config = text_bundle.config.copy_and_resolve_references()
     config.model[key] = value
     codec.write_bundle(tmp_path / key, config, text_bundle.params, text_bundle.meta)
-    with pytest.raises(codec.CodecError, match=f"its config.json is not a valid config: {message}"):
+    with pytest.raises(codec.CodecError, match=f"config.json is not a valid config: {message}"):
       codec.load_bundle(tmp_path / key)
 
 

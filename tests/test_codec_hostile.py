@@ -1,0 +1,297 @@
+"""The codec against hostile and odd inputs: crafted bundles (fingerprint recomputed), headers that claim more
+work than their payload can hold, odd media that the model must not take, names, budgets.
+
+Each case asserts one clear CodecError naming the field or file, or an exact round trip; none may reach a
+traceback or lose a byte.
+"""
+
+import io
+import json
+import struct
+import zlib
+
+import flax.serialization
+import numpy as np
+from PIL import Image
+import pytest
+
+from ardm_jax import codec
+from ardm_jax import container
+from tests import test_codec
+
+_bundle = test_codec._bundle
+
+
+@pytest.fixture(scope="module")
+def text_bundle(tmp_path_factory):
+  return _bundle(tmp_path_factory.mktemp("text"))
+
+
+@pytest.fixture(scope="module")
+def image_bundle(tmp_path_factory):
+  return _bundle(tmp_path_factory.mktemp("img"), "images", event_shape=(4, 4, 3))
+
+
+def _write_crafted(path, bundle, *, meta=None, config=None, params_bytes=None):
+  """A bundle directory whose files are `bundle`'s with some replaced, and the fingerprint recomputed."""
+  path.mkdir(parents=True, exist_ok=True)
+  config_json = (config if config is not None else bundle.config.to_json(sort_keys=True)).encode()
+  if params_bytes is None:
+    params_bytes = flax.serialization.msgpack_serialize(bundle.params)
+  meta = dict(bundle.meta if meta is None else meta) if not isinstance(meta, list) else meta
+  if isinstance(meta, dict):
+    meta.pop("fingerprint", None)
+    meta["fingerprint"] = codec._bundle_fingerprint(config_json, params_bytes, meta)
+  (path / "config.json").write_bytes(config_json)
+  (path / "params.msgpack").write_bytes(params_bytes)
+  (path / "codec.json").write_text(json.dumps(meta))
+  return path
+
+
+def _meta(bundle, **changes):
+  meta = {k: v for k, v in bundle.meta.items() if k != "fingerprint"}
+  for key, value in changes.items():
+    if value is None:
+      meta.pop(key)
+    else:
+      meta[key] = value
+  return meta
+
+
+def _config_with(bundle, **model):
+  config = bundle.config.copy_and_resolve_references()
+  for key, value in model.items():
+    config.model[key] = value
+  return config.to_json(sort_keys=True)
+
+
+def _nested_msgpack(depth: int) -> bytes:
+  return b"\x81\xa1a" * depth + b"\xc0"  # {"a": {"a": ... None}}
+
+
+CRAFTED = {
+  "event_shape_huge": (lambda b: dict(meta=_meta(b, event_shape=[10**9])), "'event_shape'"),
+  "event_shape_negative": (lambda b: dict(meta=_meta(b, event_shape=[-8])), "'event_shape'"),
+  "event_shape_not_a_list": (lambda b: dict(meta=_meta(b, event_shape="8")), "'event_shape'"),
+  "num_classes_huge": (lambda b: dict(meta=_meta(b, num_classes=10**9)), "'num_classes'"),
+  "batch_size_huge": (lambda b: dict(meta=_meta(b, batch_size=10**6)), "'batch_size'"),
+  "batch_size_zero": (lambda b: dict(meta=_meta(b, batch_size=0)), "'batch_size'"),
+  "order_not_a_permutation": (lambda b: dict(meta=_meta(b, order=[[0] * 8])), "'order'"),
+  "order_out_of_range": (lambda b: dict(meta=_meta(b, order=[[1, 2, 3, 4, 5, 6, 7, 8]])), "'order'"),
+  "order_missing": (lambda b: dict(meta=_meta(b, order=None)), "lacks order"),
+  "order_of_floats": (lambda b: dict(meta=_meta(b, order=[[0.0, 1, 2, 3, 4, 5, 6, 7]])), "'order'"),
+  "plan_not_increasing": (lambda b: dict(meta=_meta(b, plans={"3": {"starts": [[0, 5, 2]]}})), "'plans'"),
+  "plan_past_d": (lambda b: dict(meta=_meta(b, plans={"3": {"starts": [[0, 4, 8]]}})), "'plans'"),
+  "plan_not_from_zero": (lambda b: dict(meta=_meta(b, plans={"3": {"starts": [[1, 4, 6]]}})), "'plans'"),
+  "plan_wrong_length": (lambda b: dict(meta=_meta(b, plans={"3": {"starts": [[0, 4]]}})), "'plans'"),
+  "plan_budget_not_a_number": (lambda b: dict(meta=_meta(b, plans={"x": {"starts": [[0]]}})), "'plans'"),
+  "plans_empty": (lambda b: dict(meta=_meta(b, plans={})), "'plans'"),
+  "kind_unknown": (lambda b: dict(meta=_meta(b, kind="video")), "'kind'"),
+  "kind_of_other_data": (lambda b: dict(meta=_meta(b, kind="image", num_classes=256)), "'kind'"),
+  "codec_json_a_list": (lambda b: dict(meta=[1, 2, 3]), "codec.json is a JSON list"),
+  "params_of_another_model": (
+    lambda b: dict(config=_config_with(b, width=64, mlp_dim=128)),
+    "params.msgpack does not fit the config's network",
+  ),
+  "params_truncated": (
+    lambda b: dict(params_bytes=flax.serialization.msgpack_serialize(b.params)[:-100]),
+    "params.msgpack is not a parameter file",
+  ),
+  "params_nested_deep": (lambda b: dict(params_bytes=_nested_msgpack(100_000)), "params.msgpack"),
+  "params_not_a_tree": (lambda b: dict(params_bytes=flax.serialization.msgpack_serialize(3)), "params.msgpack"),
+  "config_width_huge": (lambda b: dict(config=_config_with(b, width=10**9, mlp_dim=10**9)), "params.msgpack"),
+  "config_layers_huge": (lambda b: dict(config=_config_with(b, num_layers=10**6)), "model.num_layers"),
+  "config_not_json": (lambda b: dict(config="{not json"), "config.json is not a valid config"),
+}
+
+
+@pytest.mark.parametrize("case", list(CRAFTED))
+def test_a_crafted_bundle_is_refused_in_one_line_naming_the_field(tmp_path, text_bundle, case):
+  craft, field = CRAFTED[case]
+  path = _write_crafted(tmp_path / case, text_bundle, **craft(text_bundle))
+  with pytest.raises(codec.CodecError, match="crafted or damaged bundle") as error:
+    codec.load_bundle(path)
+  message = str(error.value)
+  assert field in message and "\n" not in message
+
+
+def test_the_untouched_bundle_passes_the_same_checks(tmp_path, text_bundle):
+  """The checks refuse the crafted fields, not bundles: the same files, re-fingerprinted, load."""
+  path = _write_crafted(tmp_path / "same", text_bundle, meta=_meta(text_bundle))
+  loaded = codec.load_bundle(path)
+  assert loaded.meta == text_bundle.meta and loaded.budgets == text_bundle.budgets
+
+
+# ----------------------------------------------------------------------------------- work bounded by input
+
+
+def _pack_claiming(bundle, kind: str, shape, payload: bytes) -> bytes:
+  header = container.Header(
+    method="ardm",
+    bundle=bundle.fingerprint_bytes,
+    numerics=codec.numerics_fingerprint(),
+    data_crc=0,
+    kind=kind,
+    shape=tuple(shape),
+    budget_index=0,
+  )
+  return container.pack(header, payload)
+
+
+@pytest.mark.parametrize("claimed", [2**24, 2**22, 2**20])
+def test_a_header_claiming_more_than_its_payload_can_hold_is_refused_before_decoding(text_bundle, claimed):
+  """Every coded character costs at least -log2(largest smoothed probability) bits: 40 bytes cannot hold
+  millions of them, and the decoder says so before any network call."""
+  blob = _pack_claiming(text_bundle, "text", (claimed,), b"\0" * 8)
+  with pytest.raises(codec.CodecError, match="cannot hold"):
+    codec.read_header("big.ardm", blob, text_bundle)
+
+
+def test_the_payload_bound_never_refuses_a_real_file(text_bundle):
+  """The most compressible text (one letter repeated) coded by an untrained model passes the bound."""
+  for size in (1, 100, 5000):
+    files = {"a.txt": b"a" * size}
+    encoded = codec.encode_files(text_bundle, files, 3, method="ardm")["a.txt"]
+    codec.read_header("a.txt.ardm", encoded.blob, text_bundle)
+    bits = 8 * len(container.unpack("a", encoded.blob)[1])
+    assert bits >= codec.min_payload_bits(text_bundle, "text", (size,))
+
+
+# ------------------------------------------------------------------------------------------- lossless
+
+
+def _png_chunks(pixels, mode, extra=(), bit_depth=None):
+  """A PNG from PIL with chunks (type, data) inserted before IDAT."""
+  out = io.BytesIO()
+  Image.fromarray(pixels, mode=mode).save(out, format="PNG")
+  raw = out.getvalue()
+  idat = raw.index(b"IDAT") - 4
+  chunks = b"".join(struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d)) for t, d in extra)
+  return raw[:idat] + chunks + raw[idat:]
+
+
+def _odd_pngs():
+  rng = np.random.default_rng(0)
+  rgb = rng.integers(0, 256, (5, 6, 3), np.uint8)
+  gray = rng.integers(0, 256, (5, 6), np.uint8)
+  files = {
+    "rgb16.png": _raw_png(rng.integers(0, 65536, (5, 6, 3)).astype(">u2"), 16, 2),
+    "gray16.png": _raw_png(rng.integers(0, 65536, (5, 6)).astype(">u2"), 16, 0),
+    "rgba.png": _raw_png(rng.integers(0, 256, (5, 6, 4), np.uint8), 8, 6),
+    "la.png": _raw_png(rng.integers(0, 256, (5, 6, 2), np.uint8), 8, 4),
+    "gray4.png": _raw_png(np.packbits(rng.integers(0, 2, (5, 24), np.uint8), axis=1), 4, 0),
+    "palette.png": _pil_png(gray, "L", convert="P"),
+    "bilevel.png": _pil_png(gray, "L", convert="1"),
+    "trns.png": _png_chunks(rgb, "RGB", [(b"tRNS", b"\x00\x01\x00\x02\x00\x03")]),
+    "gama.png": _png_chunks(rgb, "RGB", [(b"gAMA", struct.pack(">I", 45455))]),
+    "iccp.png": _png_chunks(gray, "L", [(b"iCCP", b"x\x00\x00" + zlib.compress(b"profile"))]),
+    "text.png": _png_chunks(rgb, "RGB", [(b"tEXt", b"Comment\x00hello")]),
+    "apng.png": _apng(rgb),
+    "trailing.png": _pil_png(rgb, "RGB") + b"extra bytes",
+    "interlaced.png": _pil_png(rgb, "RGB", interlace=1),
+  }
+  return files
+
+
+def _chunk(chunk_type: bytes, data: bytes) -> bytes:
+  return struct.pack(">I", len(data)) + chunk_type + data + struct.pack(">I", zlib.crc32(chunk_type + data))
+
+
+def _raw_png(samples, bit_depth: int, colour_type: int) -> bytes:
+  """A PNG written by hand (filter 0 on every row): PIL cannot write 16-bit RGB."""
+  height, width = samples.shape[:2]
+  rows = b"".join(b"\0" + samples[y].tobytes() for y in range(height))
+  ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+  return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(rows)) + _chunk(b"IEND", b"")
+
+
+def _pil_png(pixels, mode, convert=None, **save):
+  image = Image.fromarray(pixels, mode=mode) if mode not in ("I",) else Image.fromarray(pixels)
+  if convert:
+    image = image.convert(convert)
+  out = io.BytesIO()
+  image.save(out, format="PNG", **save)
+  return out.getvalue()
+
+
+def _apng(rgb):
+  frames = [Image.fromarray(np.roll(rgb, i, axis=0)) for i in range(3)]
+  out = io.BytesIO()
+  frames[0].save(out, format="PNG", save_all=True, append_images=frames[1:])
+  return out.getvalue()
+
+
+def test_every_odd_png_comes_back_byte_exact_or_pixel_exact_with_a_note(image_bundle):
+  """The property: decode(encode(f)) is f itself, or, only for a PNG of 8-bit RGB/gray pixels and nothing else,
+  a PNG of the same pixels with a note saying so."""
+  files = _odd_pngs()
+  assert any(b"acTL" in raw for raw in files.values())  # The APNG is animated.
+  for method in ("auto", "ardm"):
+    encoded = {}
+    for name, raw in files.items():
+      try:
+        encoded.update(codec.encode_files(image_bundle, {name: raw}, 3, method=method))
+      except codec.CodecError:
+        assert method == "ardm"  # Only a forced model may refuse.
+    decoded = codec.decode_files(image_bundle, {n + ".ardm": e.blob for n, e in encoded.items()})
+    for name, e in encoded.items():
+      restored = decoded[name + ".ardm"]
+      header = container.unpack(name, e.blob)[0]
+      if restored == files[name]:
+        continue
+      assert name == "interlaced.png" and header.kind in ("image_rgb", "image_l"), name
+      assert "same pixels" in e.note
+      pixels = [np.asarray(Image.open(io.BytesIO(f))) for f in (restored, files[name])]
+      np.testing.assert_array_equal(*pixels)
+  for name in ("rgb16.png", "gray16.png", "trns.png", "apng.png", "gama.png", "iccp.png", "text.png", "trailing.png"):
+    (auto,) = codec.encode_files(image_bundle, {name: files[name]}, 3).values()
+    assert container.unpack(name, auto.blob)[0].kind == "file" and "byte methods" in auto.note, name
+
+
+def test_a_huge_png_is_refused_from_its_header_before_any_pixel_is_decoded(image_bundle):
+  """13000 x 13000 zeros compress to a small file; their size is read from IHDR, nothing is decompressed."""
+  width = height = 13000
+  ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+  idat = zlib.compress(b"\0" * 1000)  # Not the whole image: the decoder must never get that far.
+  raw = b"\x89PNG\r\n\x1a\n" + b"".join(
+    struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+    for t, d in ((b"IHDR", ihdr), (b"IDAT", idat), (b"IEND", b""))
+  )
+  item = codec.prepare("huge.png", raw, image_bundle)
+  assert item.kind == "file" and "13000x13000 pixels, above the model's limit" in item.note
+
+
+@pytest.mark.parametrize("order", ["F", "C"])
+def test_npy_files_come_back_byte_exact(tmp_path, order):
+  bundle = _bundle(tmp_path / "img", "images", event_shape=(4, 4, 3))
+  array = np.asarray(np.arange(96).reshape(2, 4, 4, 3) % 256, np.uint8, order=order)
+  out = io.BytesIO()
+  np.save(out, array if order == "C" else np.asfortranarray(array))
+  raw = out.getvalue()
+  (auto,) = codec.encode_files(bundle, {"a.npy": raw}, 3).values()
+  decoded = codec.decode_files(bundle, {"a.npy.ardm": auto.blob})
+  assert decoded == {"a.npy.ardm": raw}
+  kind = container.unpack("a", auto.blob)[0].kind
+  assert (kind == "array") == (order == "C")
+  if order == "F":
+    assert "Fortran" in auto.note
+    with pytest.raises(codec.CodecError, match="Fortran"):
+      codec.encode_files(bundle, {"a.npy": raw}, 3, method="ardm")
+
+
+def test_an_npy_header_claiming_a_huge_shape_is_one_line(tmp_path):
+  bundle = _bundle(tmp_path / "img", "images", event_shape=(4, 4, 3))
+  out = io.BytesIO()
+  np.lib.format.write_array_header_1_0(out, {"descr": "|u1", "fortran_order": False, "shape": (10**12, 4, 4, 3)})
+  raw = out.getvalue() + b"\0" * 48
+  item = codec.prepare("big.npy", raw, bundle)
+  assert item.kind == "file" and "not a readable .npy file" in item.note
+
+
+# ---------------------------------------------------------------------------------------------- names
+
+
+@pytest.mark.parametrize("name", ["a\x9bb", "a\ud800", "\x85", "x/y", "..", "a" * 256, "\x7f"])
+def test_stored_names_that_are_not_plain_utf8_file_names_are_refused(name):
+  with pytest.raises(codec.CodecError, match="not a plain file name"):
+    codec.check_base_name(name, "f.ardm")
