@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 import time
 from typing import Any
 
@@ -225,6 +226,7 @@ class Checkpointer:
     if not steps:
       self._check_no_leftovers()
       return None
+    _silence_closed_event_loop_reports()
     bad_steps, problems = [], []
     for step in steps:
       state, problem = None, None
@@ -290,10 +292,46 @@ class Checkpointer:
       self._release_lease()
 
 
+def _silence_closed_event_loop_reports() -> None:
+  """Drops the "Event loop is closed" reports of a failed restore's abandoned reads.
+
+  When a restore fails part way, tensorstore completes its other reads after orbax has closed their event loop;
+  each completion reports RuntimeError('Event loop is closed') through sys.excepthook (hundreds of tracebacks
+  for one missing file). They say nothing the one-line fallback message does not.
+  """
+  if getattr(sys.excepthook, "drops_closed_event_loop", False):
+    return
+  previous = sys.excepthook
+
+  def hook(exc_type, exc, traceback):
+    if exc_type is RuntimeError and str(exc) == "Event loop is closed":
+      return
+    previous(exc_type, exc, traceback)
+
+  hook.drops_closed_event_loop = True
+  sys.excepthook = hook
+  previous_unraisable = sys.unraisablehook
+
+  def unraisable_hook(unraisable):
+    if not (isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed"):
+      previous_unraisable(unraisable)
+
+  sys.unraisablehook = unraisable_hook
+
+
 def saved_config(workdir: str) -> dict | None:
   """The config (nested dicts) a workdir was trained with, or None if it has none recorded."""
   path = paths.resolve(workdir) / CONFIG_NAME
   try:
-    return json.loads(path.read_text())
+    text = path.read_text()
   except FileNotFoundError:
     return None
+  try:
+    saved = json.loads(text)
+  except ValueError as e:
+    raise CheckpointError(
+      f"{path} is not a readable config ({e}: truncated or edited?); restore it, or pass --config to use another."
+    ) from None
+  if not isinstance(saved, dict):
+    raise CheckpointError(f"{path} holds a JSON {type(saved).__name__}, not a config; restore it.")
+  return saved

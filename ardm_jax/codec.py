@@ -30,7 +30,9 @@ import json
 import math
 import os
 import re
+import shutil
 import struct
+import uuid
 import zlib
 
 from etils import epath
@@ -47,6 +49,7 @@ from ardm_jax import config_schema
 from ardm_jax import container
 from ardm_jax import experiment
 from ardm_jax import outputs
+from ardm_jax import paths
 from ardm_jax import plan_walk
 from ardm_jax.data import audio as audio_lib
 from ardm_jax.data import text as text_lib
@@ -173,24 +176,75 @@ def _bundle_fingerprint(config_json: bytes, params_bytes: bytes, meta: dict) -> 
   return _sha256(config_json, b"\0", params_bytes, b"\0", meta_json)[:32]
 
 
-def write_bundle(out, config: ml_collections.ConfigDict, params, meta: dict) -> Bundle:
-  """Writes a bundle directory (local or gs://) and returns it as loaded."""
+BUNDLE_FILES = ("config.json", "params.msgpack", "codec.json")
+
+
+def write_bundle(out, config: ml_collections.ConfigDict, params, meta: dict, *, force: bool = False) -> Bundle:
+  """Writes a bundle directory (local or gs://) and returns it as loaded.
+
+  An existing bundle is replaced only with force (the files encoded with it decode only with it); an empty
+  directory is filled. Locally the bundle is written complete into a temporary sibling and renamed into place,
+  so no reader ever sees half a bundle; on gs:// its three objects are written one by one.
+  """
   out = epath.Path(out)
+  check_bundle_target(out, force)
   config_json = config.to_json(sort_keys=True).encode()
   params = jax.tree.map(np.asarray, params)
   params_bytes = flax.serialization.msgpack_serialize(params)
   meta = dict(meta, fingerprint=_bundle_fingerprint(config_json, params_bytes, meta))
-  out.mkdir(parents=True, exist_ok=True)
-  (out / "config.json").write_bytes(config_json)
-  (out / "params.msgpack").write_bytes(params_bytes)
-  (out / "codec.json").write_text(json.dumps(meta, sort_keys=True))
+  contents = dict(zip(BUNDLE_FILES, (config_json, params_bytes, json.dumps(meta, sort_keys=True).encode())))
+  if paths.is_url(out):
+    out.mkdir(parents=True, exist_ok=True)
+    for name, data in contents.items():
+      (out / name).write_bytes(data)
+  else:
+    _write_bundle_dir(os.fspath(out), contents)
   return Bundle(config=config, params=params, meta=meta, fingerprint=meta["fingerprint"])
+
+
+def check_bundle_target(out: epath.Path, force: bool) -> None:
+  """Refuses to write a bundle over anything but an empty directory, without force."""
+  if paths.occupied(out) and not force and not (out.is_dir() and not any(out.iterdir())):
+    raise CodecError(
+      f"{out} exists and is not an empty directory: not replaced (files encoded with a bundle decode only with "
+      "it); pass --force to replace it, or give another -o."
+    )
+
+
+def _write_bundle_dir(out: str, contents: dict[str, bytes]) -> None:
+  """Writes the files into a temporary sibling directory, then swaps it in for `out` (kept on any failure)."""
+  parent, name = os.path.dirname(out), os.path.basename(out)
+  os.makedirs(parent, exist_ok=True)
+  staging = os.path.join(parent, f".{name}.{uuid.uuid4().hex}.tmp")
+  backup = os.path.join(parent, f".{name}.{uuid.uuid4().hex}.bak")
+  paths.PENDING.update((staging, backup))
+  try:
+    os.mkdir(staging)
+    for file_name, data in contents.items():
+      with open(os.path.join(staging, file_name), "wb") as f:
+        f.write(data)
+    with paths.COMMIT_LOCK:
+      if os.path.lexists(out):
+        os.rename(out, backup)
+      try:
+        os.rename(staging, out)
+      except OSError:
+        if os.path.lexists(backup):
+          os.rename(backup, out)
+        raise
+  finally:
+    for leftover in (staging, backup):
+      if os.path.isdir(leftover) and not os.path.islink(leftover):
+        shutil.rmtree(leftover)
+      elif os.path.lexists(leftover):
+        os.unlink(leftover)
+    paths.PENDING.difference_update((staging, backup))
 
 
 def load_bundle(path) -> Bundle:
   """Reads and verifies a bundle directory written by write_bundle; its config is validated data."""
   path = epath.Path(path)
-  files = {name: path / name for name in ("config.json", "params.msgpack", "codec.json")}
+  files = {name: path / name for name in BUNDLE_FILES}
   missing = [name for name, f in files.items() if not f.exists()]
   if missing:
     raise CodecError(
@@ -543,8 +597,10 @@ def _audio_item(name: str, raw: bytes, bundle: Bundle) -> Item:
     channels, width, rate, frames = audio_lib.read_wav(raw, name)
   except ValueError as e:
     raise CodecError(f"{e}; the audio model takes mono 16-bit WAV.") from None
-  if rate < 1:
-    raise CodecError(f"{name}: a WAV with a sample rate of {rate} Hz.")
+  if not 1 <= rate <= container.MAX_SAMPLE_RATE:
+    raise CodecError(
+      f"{name}: a WAV with a sample rate of {rate} Hz (the model's files take 1..{container.MAX_SAMPLE_RATE})."
+    )
   if (channels, width) != (1, 2):
     raise CodecError(f"{name}: a {channels}-channel {8 * width}-bit WAV; the audio model codes mono 16-bit PCM.")
   pcm = np.frombuffer(frames, "<i2").astype(np.int16)

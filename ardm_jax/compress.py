@@ -30,6 +30,7 @@ from ardm_jax import orders
 from ardm_jax import paths
 from ardm_jax import planner
 from ardm_jax import step_tracker
+from ardm_jax import train
 from ardm_jax import workdir as workdir_lib
 
 config_flags.DEFINE_config_file(
@@ -50,7 +51,7 @@ flags.DEFINE_enum(
 )
 flags.DEFINE_bool("keep_name", False, "encode: store each input's base name in the file (a few bytes).")
 flags.DEFINE_bool("stored_names", False, "decode into a directory: name outputs by their stored base names.")
-flags.DEFINE_bool("force", False, "encode/decode: replace existing output files.")
+flags.DEFINE_bool("force", False, "encode/decode: replace existing output files; export: an existing bundle.")
 flags.DEFINE_bool(
   "clean",
   False,
@@ -80,13 +81,20 @@ def export(
   order_rows: int = 64,
   seed: int = 0,
   batch_size: int = codec.DEFAULT_BATCH_SIZE,
+  force: bool = False,
 ) -> codec.Bundle:
   """Writes the codec bundle of a trained workdir: EMA parameters, config, order and plans."""
+  if not all(b == "D" or str(b).isdigit() for b in budgets) or not budgets:
+    raise codec.CodecError(f"--budgets must be numbers of calls >= 1 (or 'D', one call per variable), got {budgets}.")
+  if not 1 <= batch_size <= codec.MAX_BUNDLE_BATCH:
+    raise codec.CodecError(f"--batch_size={batch_size} must be in 1..{codec.MAX_BUNDLE_BATCH}.")
+  out_path = paths.resolve(out)
+  codec.check_bundle_target(out_path, force)  # Before the workdir is read.
   exp, state = _restore(config, workdir)
   config = exp.config
   num_variables, num_stages = exp.num_variables, exp.num_stages
   asked = [num_variables if b == "D" else int(b) for b in budgets]
-  if not asked or min(asked) < 1:
+  if min(asked) < 1:
     raise codec.CodecError(f"--budgets must be >= 1 (or 'D', one call per variable), got {budgets}.")
   if max(asked) > num_variables:
     print(f"budgets above D = {num_variables} ({[b for b in asked if b > num_variables]}) are planned as D")
@@ -126,7 +134,7 @@ def export(
     "unseen_steps": unseen,
     "train_step": int(state.step),
   }
-  bundle = codec.write_bundle(out, config, state.ema_params, meta)
+  bundle = codec.write_bundle(out_path, config, state.ema_params, meta, force=force)
   print(f"bundle {bundle.fingerprint} of {workdir} (step {int(state.step)}) written to {out}")
   print(
     f"order: best of {num_orders} random orders on {order_rows} training rows at budget {budgets[-1]}: "
@@ -147,14 +155,16 @@ def _plan_report(bundle: codec.Bundle) -> str:
 
 
 def _targets(inputs, out: str, names) -> list[epath.Path]:
-  """The output path of every input: OUT itself for one input (unless it is a directory), else OUT/name."""
+  """The output path of every input: OUT itself for one input (unless it is a directory), else OUT/name (the
+  directory is made when the outputs are written, and removed again if they cannot all be)."""
   out = paths.resolve(out)
   if len(inputs) == 1 and not out.is_dir():
     return [out]
   if len(set(names)) < len(names):
     twice = sorted({n for n in names if names.count(n) > 1})
     raise codec.CodecError(f"several inputs would be written to the same output name(s) in {out}: {twice}.")
-  out.mkdir(parents=True, exist_ok=True)
+  if paths.occupied(out) and not out.is_dir():
+    raise codec.CodecError(f"{out} is a file; with several inputs -o names a directory.")
   return [out / name for name in names]
 
 
@@ -173,19 +183,21 @@ def _exists(target) -> codec.CodecError:
   return codec.CodecError(f"{target} exists (a file or symlink); not replaced: pass --force to replace it.")
 
 
+def _check_free(targets) -> None:
+  """Refuses (before any work) outputs that exist, without --force, and directories in their place."""
+  for target in targets:
+    if paths.occupied(target) and (not FLAGS.force or target.is_dir()):
+      raise _exists(target) if not target.is_dir() else codec.CodecError(f"{target} is a directory; give another -o.")
+
+
 def _write_all(targets, contents) -> None:
-  """Writes every output, refusing before the first write if any exists (without --force)."""
-  if not FLAGS.force:
-    taken = [t for t in targets if paths.occupied(t)]
-    if taken:
-      raise _exists(taken[0])
-  for target, content in zip(targets, contents):
-    try:
-      paths.write_new_file(target, content, force=FLAGS.force)
-    except FileExistsError:
-      raise _exists(target) from None
-    except IsADirectoryError:
-      raise codec.CodecError(f"{target} is a directory; give another -o.") from None
+  """Writes every output or none (another process creating one meanwhile takes the others back)."""
+  try:
+    paths.write_files(list(zip(targets, contents)), force=FLAGS.force)
+  except FileExistsError as e:
+    raise codec.CodecError(f"{e} (a file or symlink); nothing written: pass --force to replace it.") from None
+  except IsADirectoryError as e:
+    raise codec.CodecError(f"{e}; give another -o.") from None
 
 
 def _bpd(size_bytes: int, num_dims: int) -> str:
@@ -213,7 +225,7 @@ def _info(bundle: codec.Bundle, inputs) -> None:
       + (f", metadata {header.metadata}" if header.metadata else "")
     )
   if originals:
-    budget = FLAGS.budget or bundle.budgets[0]
+    budget = bundle.budgets[0] if FLAGS.budget is None else FLAGS.budget
     for name, encoded in codec.encode_files(bundle, originals, budget, clean=FLAGS.clean).items():
       sizes = ", ".join(f"{m} {n} B = {_bpd(n, encoded.num_dims)} bpd" for m, n in encoded.sizes.items())
       print(f"{name} ({len(originals[name])} bytes, {encoded.num_dims} dims): {sizes}; auto keeps {encoded.method}")
@@ -235,6 +247,7 @@ def main(argv):
       num_orders=FLAGS.num_orders,
       order_rows=FLAGS.order_rows,
       batch_size=FLAGS.batch_size,
+      force=FLAGS.force,
     )
     return
   if not FLAGS.model:
@@ -251,11 +264,12 @@ def main(argv):
   blobs = {name: paths.resolve(name).read_bytes() for name in inputs}
   start = time.perf_counter()
   if command == "encode":
-    budget = FLAGS.budget or bundle.budgets[0]
+    budget = bundle.budgets[0] if FLAGS.budget is None else FLAGS.budget
+    targets = _targets(inputs, FLAGS.output, [epath.Path(n).name + codec.SUFFIX for n in inputs])
+    _check_free(targets)  # Before any network call.
     results = codec.encode_files(
       bundle, blobs, budget, method=FLAGS.method, clean=FLAGS.clean, keep_names=FLAGS.keep_name
     )
-    targets = _targets(inputs, FLAGS.output, [epath.Path(n).name + codec.SUFFIX for n in inputs])
     _write_all(targets, [results[name].blob for name in inputs])
     for name, path in zip(inputs, targets):
       encoded = results[name]
@@ -269,8 +283,7 @@ def main(argv):
   else:
     headers = {name: codec.read_header(name, blob, bundle)[0] for name, blob in blobs.items()}
     targets = _targets(inputs, FLAGS.output, [_decoded_name(n, headers[n]) for n in inputs])
-    if not FLAGS.force:
-      _write_all(targets, [])  # refuses before any network call
+    _check_free(targets)  # Before any network call.
     results = codec.decode_files(bundle, blobs)
     _write_all(targets, [results[name] for name in inputs])  # only reached once every data checksum matched
     for name, path in zip(inputs, targets):
@@ -279,9 +292,10 @@ def main(argv):
 
 
 def run():
+  console.exit_promptly_on_interrupt()
   try:
     app.run(main)
-  except codec.CodecError as e:
+  except (codec.CodecError, *train.RUN_ERRORS) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
 

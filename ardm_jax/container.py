@@ -43,7 +43,7 @@ KINDS = ("text", "bytes", "image_rgb", "image_l", "array", "file", "audio")
 # Kinds whose data CRC covers decoded values (pixels, entries, samples), not the file: a byte method on them
 # records the file's size.
 VALUE_KINDS = ("image_rgb", "image_l", "array", "audio")
-MAX_SAMPLE_RATE = 2**32 - 1  # a WAV header's u32
+MAX_SAMPLE_RATE = 2**31 - 1  # A canonical WAV header holds the rate and its byte rate (2 x rate) as u32s.
 DTYPES = ("|u1", "|i1", "<u2", "<i2", "<u4", "<i4", "<u8", "<i8")  # .npy integer dtypes (little-endian)
 
 MAX_VALUES = 2**24  # data values (text characters, pixel channels, array entries) the model codes per file

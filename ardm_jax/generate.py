@@ -22,6 +22,8 @@ from ardm_jax import console
 from ardm_jax import infill
 from ardm_jax import paths
 
+MAX_SAMPLES = 4096  # Samples per run: each is a row of every network call.
+
 
 def bundle_step_losses(bundle: codec.Bundle) -> np.ndarray:
   """float64 [S, D]: the tracked L_t of every stage in step order, from meta['step_losses']."""
@@ -32,7 +34,10 @@ def bundle_step_losses(bundle: codec.Bundle) -> np.ndarray:
       "the bundle has no tracked step losses (meta 'step_losses'), which planning the unknown steps needs; "
       "export it again with `python -m ardm_jax.compress export --workdir=... -o MODEL`."
     )
-  losses = np.asarray(losses, np.float64)
+  try:
+    losses = np.asarray(losses, np.float64)
+  except (ValueError, TypeError):  # Ragged or not numbers: refused below by its shape.
+    losses = np.zeros((0,))
   if losses.shape != (num_stages, num_variables) or not np.all(np.isfinite(losses)) or np.any(losses < 0):
     raise infill.InfillError(
       f"the bundle's step_losses must be {num_stages} x {num_variables} finite non-negative numbers, got shape "
@@ -51,6 +56,7 @@ def generate(
   mask_char: str = "_",
   num_samples: int = 4,
   seed: int = 0,
+  force: bool = False,
 ) -> tuple[np.ndarray, str, list[str]]:
   """Draws num_samples completions of the input and writes them.
 
@@ -59,17 +65,23 @@ def generate(
   """
   if bundle.kind not in ("text", "bytes", "image"):
     raise infill.InfillError(f"generate takes text and image models; this bundle is a {bundle.kind!r} model.")
-  if num_samples < 1:
-    raise infill.InfillError(f"--num_samples={num_samples} must be >= 1.")
+  if not 1 <= num_samples <= MAX_SAMPLES:
+    raise infill.InfillError(f"--num_samples={num_samples} must be in 1..{MAX_SAMPLES}.")
+  out_path = paths.resolve(out)
+  if paths.occupied(out_path) and not force and (bundle.kind != "image" or not out_path.is_dir()):
+    raise infill.InfillError(f"{out_path} exists: not replaced; pass --force to replace it, or give another -o.")
   condition = infill.load_condition(input_path, mask, bundle.kind, bundle.event_shape, mask_char)
   starts, planned = infill.plan_unknown(bundle_step_losses(bundle), budget, condition.num_known)
   process = bundle.process
   samples = infill.generate(bundle.logits_fn, process, seed, condition, starts, num_samples)
   line = infill.summary(budget, process.num_stages, planned, condition, infill.unit_of(bundle.kind))
-  if bundle.kind == "image":
-    written = infill.write_images(out, samples, condition, line)
-  else:
-    written = [infill.write_text(out, samples, bundle.kind, condition, line)]
+  try:
+    if bundle.kind == "image":
+      written = infill.write_images(out, samples, condition, line, force=force)
+    else:
+      written = [infill.write_text(out, samples, bundle.kind, condition, line, force=force)]
+  except (FileExistsError, IsADirectoryError) as e:
+    raise infill.InfillError(f"{e}: nothing written; pass --force to replace files, or give another -o.") from None
   return samples, line, written
 
 
@@ -86,6 +98,7 @@ def main(argv=None) -> None:
   parser.add_argument("--mask", default="", help="images: PNG of the image's size, nonzero = unknown")
   parser.add_argument("--mask_char", default="_", help="text: the character that marks unknown positions")
   parser.add_argument("-o", "--output", required=True, help="text: output file; images: output directory")
+  parser.add_argument("--force", action="store_true", help="replace existing output files")
   args = parser.parse_args(argv)
   console.quiet_library_logs(0)
   bundle = codec.load_bundle(args.model)
@@ -98,6 +111,7 @@ def main(argv=None) -> None:
     mask_char=args.mask_char,
     num_samples=args.num_samples,
     seed=args.seed,
+    force=args.force,
   )
   if bundle.kind != "image":
     print(paths.resolve(written[0]).read_bytes().decode(errors="replace"), end="")
@@ -105,6 +119,7 @@ def main(argv=None) -> None:
 
 
 def run():
+  console.exit_promptly_on_interrupt()
   try:
     main()
   except (infill.InfillError, codec.CodecError) as e:

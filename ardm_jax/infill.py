@@ -240,9 +240,13 @@ def text_outputs(samples_NxL: np.ndarray, kind: str, condition: Condition, summa
   return f"# {summary_line}{source}\n".encode() + b"\n".join(rows) + b"\n"
 
 
-def write_text(path: str, samples_NxL: np.ndarray, kind: str, condition: Condition, summary_line: str) -> str:
+def write_text(
+  path: str, samples_NxL: np.ndarray, kind: str, condition: Condition, summary_line: str, *, force: bool = True
+) -> str:
+  """Writes the samples as text; an existing file is replaced only with force (FileExistsError)."""
   if _writer():
-    paths.write_atomically(paths.resolve(path), text_outputs(samples_NxL, kind, condition, summary_line))
+    content = text_outputs(samples_NxL, kind, condition, summary_line)
+    paths.write_files([(paths.resolve(path), content)], force=force)
   return str(path)
 
 
@@ -295,8 +299,11 @@ def image_grid(samples_NxHxWxC: np.ndarray, condition: Condition, summary_line: 
   return np.asarray(canvas)
 
 
-def write_images(out_dir: str, samples_NxHxWxC: np.ndarray, condition: Condition, summary_line: str) -> list[str]:
-  """Writes out_dir/sample_XX.png (one per sample) and out_dir/grid.png; every PNG's Comment is the summary.
+def write_images(
+  out_dir: str, samples_NxHxWxC: np.ndarray, condition: Condition, summary_line: str, *, force: bool = True
+) -> list[str]:
+  """Writes out_dir/sample_XX.png (one per sample) and out_dir/grid.png, all or none; every PNG's Comment is the
+  summary. Existing files are replaced only with force (FileExistsError).
 
   Returns:
     The paths written, the grid last.
@@ -306,9 +313,10 @@ def write_images(out_dir: str, samples_NxHxWxC: np.ndarray, condition: Condition
   images = list(samples_NxHxWxC.astype(np.uint8)) + [image_grid(samples_NxHxWxC, condition, summary_line)]
   source = f" (input {condition.source})" if condition.source else ""
   if _writer():
-    out.mkdir(parents=True, exist_ok=True)
-    for name, image in zip(names, images):
-      paths.write_atomically(out / name, _png(image, summary_line + source))
+    if paths.occupied(out) and not out.is_dir():
+      raise FileExistsError(f"{out} exists and is not a directory")
+    files = [(out / name, _png(image, summary_line + source)) for name, image in zip(names, images)]
+    paths.write_files(files, force=force)
   return [str(epath.Path(out) / name) for name in names]
 
 

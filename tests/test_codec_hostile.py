@@ -5,11 +5,18 @@ Each case asserts one clear CodecError naming the field or file, or an exact rou
 traceback or lose a byte.
 """
 
+import dataclasses
 import io
 import json
+import os
+import signal
 import struct
+import subprocess
+import sys
+import time
 import zlib
 
+from etils import epath
 import flax.serialization
 import numpy as np
 from PIL import Image
@@ -17,6 +24,9 @@ import pytest
 
 from ardm_jax import codec
 from ardm_jax import container
+from ardm_jax import paths
+from configs import quickstart
+from tests import test_audio_codec
 from tests import test_codec
 
 _bundle = test_codec._bundle
@@ -295,3 +305,203 @@ def test_an_npy_header_claiming_a_huge_shape_is_one_line(tmp_path):
 def test_stored_names_that_are_not_plain_utf8_file_names_are_refused(name):
   with pytest.raises(codec.CodecError, match="not a plain file name"):
     codec.check_base_name(name, "f.ardm")
+
+
+# ---------------------------------------------------------------------------------- all or nothing
+
+
+_cli = test_codec._cli
+
+
+def test_write_files_takes_back_what_it_placed_when_a_later_output_fails(tmp_path):
+  target = tmp_path / "new" / "deeper" / "a"
+  with pytest.raises(FileExistsError):  # The second write of one path: 'another process got there first'.
+    paths.write_files([(epath.Path(target), b"1"), (epath.Path(target), b"2")])
+  assert not (tmp_path / "new").exists()  # Nor the folders it made.
+  assert list(tmp_path.iterdir()) == []
+
+
+def test_write_files_with_force_restores_what_it_replaced_when_a_later_output_fails(tmp_path, monkeypatch):
+  a, b = tmp_path / "a", tmp_path / "b"
+  a.write_bytes(b"old a")
+  b.write_bytes(b"old b")
+  real_replace, calls = os.replace, []
+
+  def replace_failing_second(src, dst):
+    calls.append(dst)
+    if len(calls) == 2:
+      raise OSError("disk full")
+    real_replace(src, dst)
+
+  monkeypatch.setattr(os, "replace", replace_failing_second)
+  with pytest.raises(OSError, match="disk full"):
+    paths.write_files([(epath.Path(a), b"new a"), (epath.Path(b), b"new b")], force=True)
+  monkeypatch.undo()
+  assert a.read_bytes() == b"old a" and b.read_bytes() == b"old b"
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]  # No temporaries or backups left.
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_stale_temporaries_of_a_killed_run_are_removed_by_the_next(tmp_path, text_bundle, force):
+  bundle_dir = tmp_path / "bundle"
+  codec.write_bundle(bundle_dir, text_bundle.config, text_bundle.params, _meta(text_bundle))
+  (tmp_path / "a.txt").write_bytes(b"abc")
+  (tmp_path / "b.txt").write_bytes(b"def")
+  out = tmp_path / "out"
+  out.mkdir()
+  stale = [out / f".a.txt.ardm.{'0' * 32}.tmp", out / f".b.txt.ardm.{'f' * 32}.tmp"]
+  for s in stale:
+    s.write_bytes(b"half")
+  (out / ".unrelated.tmp").write_bytes(b"kept")  # Not a temporary of this run's outputs.
+  _cli(
+    "encode",
+    f"--model={bundle_dir}",
+    "--budget=3",
+    *(["--force"] if force else []),
+    tmp_path / "a.txt",
+    tmp_path / "b.txt",
+    "-o",
+    out,
+  )
+  assert sorted(p.name for p in out.iterdir()) == [".unrelated.tmp", "a.txt.ardm", "b.txt.ardm"]
+
+
+def test_a_failed_multi_file_decode_leaves_no_folder(tmp_path, text_bundle):
+  bundle_dir = tmp_path / "bundle"
+  codec.write_bundle(bundle_dir, text_bundle.config, text_bundle.params, _meta(text_bundle))
+  files = {"a.txt": b"good", "b.txt": b"also good"}
+  encoded = codec.encode_files(text_bundle, files, 3, method="ardm")
+  header, payload = container.unpack("b", encoded["b.txt"].blob)
+  (tmp_path / "a.ardm").write_bytes(encoded["a.txt"].blob)
+  (tmp_path / "b.ardm").write_bytes(container.pack(dataclasses.replace(header, data_crc=header.data_crc ^ 1), payload))
+  with pytest.raises(codec.CodecError, match="does not match its checksum"):
+    _cli("decode", f"--model={bundle_dir}", tmp_path / "a.ardm", tmp_path / "b.ardm", "-o", tmp_path / "out" / "sub")
+  assert not (tmp_path / "out").exists()
+
+
+def test_export_refuses_an_existing_bundle_and_replaces_it_whole_with_force(tmp_path, text_bundle):
+  bundle_dir = tmp_path / "bundle"
+  first = codec.write_bundle(bundle_dir, text_bundle.config, text_bundle.params, _meta(text_bundle))
+  with pytest.raises(codec.CodecError, match="exists and is not an empty directory: not replaced"):
+    codec.write_bundle(bundle_dir, text_bundle.config, text_bundle.params, _meta(text_bundle, train_step=7))
+  assert codec.load_bundle(bundle_dir).fingerprint == first.fingerprint
+  second = codec.write_bundle(
+    bundle_dir, text_bundle.config, text_bundle.params, _meta(text_bundle, train_step=7), force=True
+  )
+  assert codec.load_bundle(bundle_dir).fingerprint == second.fingerprint != first.fingerprint
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # No staging or backup folder left.
+
+
+def test_budget_zero_is_not_the_default_budget(tmp_path, text_bundle):
+  bundle_dir = tmp_path / "bundle"
+  codec.write_bundle(bundle_dir, text_bundle.config, text_bundle.params, _meta(text_bundle))
+  (tmp_path / "a.txt").write_bytes(b"abc")
+  with pytest.raises(codec.CodecError, match="no plan for --budget=0"):
+    _cli("encode", f"--model={bundle_dir}", "--budget=0", tmp_path / "a.txt", "-o", tmp_path / "a.ardm")
+  assert not (tmp_path / "a.ardm").exists()
+
+
+def test_ctrl_c_during_a_long_encode_stops_at_once_and_leaves_nothing(tmp_path, text_bundle):
+  bundle_dir = tmp_path / "bundle"
+  codec.write_bundle(bundle_dir, text_bundle.config, text_bundle.params, _meta(text_bundle))
+  (tmp_path / "big.txt").write_bytes(b"the quick brown fox " * 20_000)  # Minutes of tiny network calls.
+  out = tmp_path / "out"
+  command = [sys.executable, "-m", "ardm_jax.compress", "encode", f"--model={bundle_dir}", "--budget=8"]
+  process = subprocess.Popen(
+    [*command, str(tmp_path / "big.txt"), "-o", str(out)],
+    stderr=subprocess.PIPE,
+    stdout=subprocess.PIPE,
+    env=dict(os.environ, JAX_PLATFORMS="cpu"),
+    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+  )
+  time.sleep(12)  # Well into the network calls.
+  assert process.poll() is None, process.communicate()
+  sent = time.monotonic()
+  process.send_signal(signal.SIGINT)
+  _, stderr = process.communicate(timeout=60)
+  assert time.monotonic() - sent < 5 and process.returncode == 130
+  assert stderr.decode().strip().splitlines()[-1].startswith("interrupted (Ctrl-C)")
+  assert "Traceback" not in stderr.decode()
+  assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["big.txt", "bundle"]
+
+
+@pytest.fixture(scope="module")
+def audio_bundle(tmp_path_factory):
+  return test_audio_codec.bundle.__wrapped__(tmp_path_factory)
+
+
+@pytest.mark.parametrize("rate", [4_000_000_000, 2**31, 2**31 - 1, 1_000_000])
+def test_wavs_at_absurd_sample_rates_round_trip_or_are_one_line(audio_bundle, rate):
+  """A rate FLAC cannot take skips that candidate; one the canonical header cannot hold skips the model."""
+  wav = test_audio_codec._wav(np.arange(20, dtype=np.int16) * 300)
+  wav = wav[:24] + struct.pack("<II", rate, (2 * rate) % 2**32) + wav[32:]
+  (auto,) = codec.encode_files(audio_bundle, {"s.wav": wav}, 3).values()
+  assert codec.decode_files(audio_bundle, {"s.wav.ardm": auto.blob}) == {"s.wav.ardm": wav}
+  assert auto.method == ("ardm" if rate < 2**31 else "stored")
+  with pytest.raises(codec.CodecError) as error:
+    codec.encode_files(audio_bundle, {"s.wav": wav}, 3, method="flac")
+  assert "\n" not in str(error.value)
+
+
+# ------------------------------------------------------------------------------------- one line each
+
+
+def _run(*args, cwd=None):
+  return subprocess.run(
+    [sys.executable, *map(str, args)],
+    capture_output=True,
+    text=True,
+    env=dict(os.environ, JAX_PLATFORMS="cpu"),
+    cwd=cwd or os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    timeout=300,
+  )
+
+
+@pytest.mark.parametrize(
+  "case, expected",
+  [
+    ("missing", "records no config"),
+    ("untrained", "No checkpoint in"),
+    ("truncated_config", "is not a readable config"),
+    ("bad_budgets", "--budgets must be numbers of calls"),
+  ],
+)
+def test_export_mistakes_are_one_line_errors(tmp_path, case, expected):
+  workdir = tmp_path / "work"
+  if case != "missing":
+    workdir.mkdir()
+    config = quickstart.get_config().to_json()
+    (workdir / "config.json").write_text(config[: len(config) // 2] if case == "truncated_config" else config)
+  budgets = "abc" if case == "bad_budgets" else "4"
+  result = _run(
+    "-m", "ardm_jax.compress", "export", f"--workdir={workdir}", "-o", tmp_path / "b", f"--budgets={budgets}"
+  )
+  assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+  assert result.stderr.strip().splitlines()[-1].startswith("error: ") and expected in result.stderr
+  assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("mode", ["eval", "plan"])
+def test_a_truncated_workdir_config_is_one_line_for_main(tmp_path, mode):
+  workdir = tmp_path / "work"
+  workdir.mkdir()
+  config = quickstart.get_config().to_json()
+  (workdir / "config.json").write_text(config[: len(config) // 3])
+  result = _run("main.py", f"--workdir={workdir}", f"--mode={mode}")
+  assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+  assert "is not a readable config" in result.stderr
+
+
+def test_generate_keeps_existing_outputs_and_bounds_its_samples(tmp_path, text_bundle):
+  bundle_dir = tmp_path / "bundle"
+  meta = _meta(text_bundle, step_losses=[[1.0] * 8])
+  codec.write_bundle(bundle_dir, text_bundle.config, text_bundle.params, meta)
+  out = tmp_path / "out.txt"
+  out.write_text("mine")
+  result = _run("-m", "ardm_jax.generate", f"--model={bundle_dir}", "--budget=2", "-o", out)
+  assert result.returncode == 1 and "exists: not replaced" in result.stderr and out.read_text() == "mine"
+  result = _run("-m", "ardm_jax.generate", f"--model={bundle_dir}", "--budget=2", "--num_samples=1000000", "-o", out)
+  assert result.returncode == 1 and "--num_samples=1000000 must be in 1..4096" in result.stderr
+  assert "Traceback" not in result.stderr
+  result = _run("-m", "ardm_jax.generate", f"--model={bundle_dir}", "--budget=2", "--force", "-o", out)
+  assert result.returncode == 0 and out.read_text() != "mine", result.stderr[-2000:]
