@@ -505,3 +505,77 @@ def test_generate_keeps_existing_outputs_and_bounds_its_samples(tmp_path, text_b
   assert "Traceback" not in result.stderr
   result = _run("-m", "ardm_jax.generate", f"--model={bundle_dir}", "--budget=2", "--force", "-o", out)
   assert result.returncode == 0 and out.read_text() != "mine", result.stderr[-2000:]
+
+
+def _wav_corpus():
+  """WAVs of the formats people have: canonical mono 16-bit, stereo, 8/24/32-bit, float, extensible, chunks."""
+  wav = test_audio_codec._wav
+  pcm = (np.sin(np.arange(50) / 3) * 20000).astype(np.int16)
+  canonical = wav(pcm)
+  fmt_end = 12 + 8 + 16
+  extensible_fmt = struct.pack("<HHIIHHHHIH14s", 0xFFFE, 1, 16000, 32000, 2, 16, 22, 16, 4, 1, b"\0" * 14)
+  extensible = b"RIFF" + struct.pack("<I", 4 + 8 + len(extensible_fmt) + 8 + 100) + b"WAVE"
+  extensible += b"fmt " + struct.pack("<I", len(extensible_fmt)) + extensible_fmt + canonical[fmt_end:]
+  float_fmt = struct.pack("<HHIIHH", 3, 1, 16000, 64000, 4, 32)
+  floats = np.linspace(-1, 1, 25, dtype="<f4").tobytes()
+  float_wav = b"RIFF" + struct.pack("<I", 4 + 24 + 8 + len(floats)) + b"WAVE" + b"fmt " + struct.pack("<I", 16)
+  float_wav += float_fmt + b"data" + struct.pack("<I", len(floats)) + floats
+  chunk = b"LIST" + struct.pack("<I", 10) + b"INFOtitle\0"
+  return {
+    "mono16.wav": canonical,
+    "stereo16.wav": wav(np.stack([pcm, -pcm], 1), channels=2),
+    "mono8.wav": wav((pcm // 256 + 128).astype(np.uint8), width=1),
+    "mono24.wav": wav(np.frombuffer(np.arange(150, dtype=np.uint8).tobytes(), np.uint8), width=3),
+    "mono32.wav": wav(pcm.astype(np.int32) << 16, width=4),
+    "float32.wav": float_wav,
+    "extensible.wav": extensible,
+    "list_chunk.wav": canonical[:4] + struct.pack("<I", len(canonical) - 8 + len(chunk)) + canonical[8:] + chunk,
+    "odd_rate.wav": wav(pcm, rate=11025),
+    "empty.wav": wav(np.zeros(0, np.int16)),
+  }
+
+
+def test_every_wav_comes_back_byte_exact(audio_bundle):
+  files = _wav_corpus()
+  encoded = codec.encode_files(audio_bundle, files, 3)
+  decoded = codec.decode_files(audio_bundle, {n + ".ardm": e.blob for n, e in encoded.items()})
+  assert {n[: -len(".ardm")]: d for n, d in decoded.items()} == files
+  kinds = {n: container.unpack(n, e.blob)[0].kind for n, e in encoded.items()}
+  assert kinds["mono16.wav"] == kinds["odd_rate.wav"] == "audio"
+  assert all(kinds[n] == "file" for n in ("stereo16.wav", "mono8.wav", "extensible.wav", "list_chunk.wav"))
+
+
+def _npy_corpus():
+  """.npy files of every integer dtype in both byte orders, C and Fortran order, other dtypes and shapes."""
+  rng = np.random.default_rng(3)
+  base = rng.integers(0, 200, (2, 4, 4, 3))
+  files = {}
+  for code in ("u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8"):
+    for order in ("<", ">"):
+      array = base.astype(np.dtype(order + code) if code[1] != "1" else np.dtype(code))
+      files[f"{order}{code}.npy"] = array
+  files["fortran.npy"] = np.asfortranarray(base.astype(np.uint8))
+  files["float.npy"] = base.astype(np.float32)
+  files["bool.npy"] = base > 100
+  files["scalar.npy"] = np.uint8(7)
+  files["one_point.npy"] = base[0].astype(np.uint8)
+  files["other_shape.npy"] = base.reshape(8, 12).astype(np.uint8)
+  out = {}
+  for name, array in files.items():
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    out[name] = buffer.getvalue()
+  buffer = io.BytesIO()
+  np.lib.format.write_array(buffer, base.astype(np.uint8), version=(2, 0))
+  out["version2.npy"] = buffer.getvalue()
+  return out
+
+
+def test_every_npy_comes_back_byte_exact(image_bundle):
+  files = _npy_corpus()
+  encoded = codec.encode_files(image_bundle, files, 3)
+  decoded = codec.decode_files(image_bundle, {n + ".ardm": e.blob for n, e in encoded.items()})
+  assert {n[: -len(".ardm")]: d for n, d in decoded.items()} == files
+  kinds = {n: container.unpack(n, e.blob)[0].kind for n, e in encoded.items()}
+  assert kinds["<u1.npy"] == kinds["one_point.npy"] == "array"
+  assert all(kinds[n] == "file" for n in ("fortran.npy", "float.npy", ">u2.npy", "version2.npy"))
