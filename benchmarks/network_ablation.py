@@ -38,12 +38,10 @@ from ardm_jax.models import count_params  # noqa: E402
 from ardm_jax.models import transformer  # noqa: E402
 from configs import quickstart  # noqa: E402
 
-PAPER = {}
-IMPROVED = {"arch": "improved"}
 # name -> Transformer fields over the 'paper' arch (None: the arch's own value).
 VARIANTS = {
-  "paper": PAPER,
-  "improved": IMPROVED,
+  "paper": {},
+  "improved": {"arch": "improved"},  # rotary + swiglu: the winners below.
   "rotary": {"positions": "rotary"},
   "adaln_zero": {"conditioning": "adaln_zero"},
   "zero_init": {"zero_init": True},
@@ -53,10 +51,17 @@ VARIANTS = {
   "reference_init": {"known_embed": False, "kernel_init": "xavier"},  # The paper's public code.
   "rotary+adaln_zero": {"positions": "rotary", "conditioning": "adaln_zero"},
   "rotary+zero_init": {"positions": "rotary", "zero_init": True},
-  "improved-rotary": {"arch": "improved", "positions": "sinusoidal"},
-  "improved-adaln_zero": {"arch": "improved", "conditioning": "none"},
-  "improved-swiglu": {"arch": "improved", "mlp": "gelu"},
-  "improved-zero_init": {"arch": "improved", "zero_init": False},
+  "rotary+no_known_embed": {"positions": "rotary", "known_embed": False},
+  "rotary+embed_scale_0.1": {"positions": "rotary", "embed_scale": 0.1},
+  # All five changes of the peer's design (MD4-like): rotary, adaLN-Zero, SwiGLU, zero-init, no known embedding.
+  "all_five": {
+    "positions": "rotary",
+    "conditioning": "adaln_zero",
+    "mlp": "swiglu",
+    "zero_init": True,
+    "known_embed": False,
+  },
+  "improved+adaln_zero": {"arch": "improved", "conditioning": "adaln_zero"},
 }
 SETTINGS = {32: 1500, 128: 600}  # D -> training steps.
 BASE_MLP_DIM = 640

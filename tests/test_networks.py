@@ -17,6 +17,7 @@ from configs import quickstart
 TINY_TRANSFORMER = dict(num_classes=27, num_classes_out=27, num_layers=2, width=32, num_heads=4, mlp_dim=48)
 TINY_UNET = dict(num_classes=256, ch=32, num_res_blocks=1)
 TINY_DIFFWAVE = dict(num_classes=65536, num_classes_out=12, ch=16, num_blocks=3, dilation_cycle=3)
+ADALN_ZERO = dict(positions="rotary", conditioning="adaln_zero", mlp="swiglu", zero_init=True)
 SINGLE_OPTIONS = [
   dict(positions="rotary"),
   dict(conditioning="adaln_zero"),
@@ -87,8 +88,8 @@ def test_rotary_network_sees_relative_positions_only(arch_fields):
 @pytest.mark.parametrize(
   "model,event_shape,num_values,zero_leaves",
   [
-    (Transformer(**TINY_TRANSFORMER, arch="improved"), (10,), 28, "modulation"),
-    (Transformer(**dict(TINY_TRANSFORMER, num_classes_out=3), arch="improved", num_stages=2), (10,), 28, "modulation"),
+    (Transformer(**TINY_TRANSFORMER, **ADALN_ZERO), (10,), 28, "modulation"),
+    (Transformer(**dict(TINY_TRANSFORMER, num_classes_out=3), **ADALN_ZERO, num_stages=2), (10,), 28, "modulation"),
     (UNet(**TINY_UNET, arch="improved"), (8, 8, 3), 256, "temb_proj"),
     (DiffWave(**TINY_DIFFWAVE, arch="improved"), (32,), 65536, "temb_proj"),
   ],
@@ -112,8 +113,9 @@ def test_zero_initialised_gates_make_the_initial_output_blind_to_the_step(model,
   assert np.abs(model.apply(opened, x_in, known, t_a) - model.apply(opened, x_in, known, t_b)).max() > 1e-5
 
 
-def test_zero_initialised_transformer_starts_uniform_and_learns_through_every_branch():
-  model = Transformer(**TINY_TRANSFORMER, arch="improved")
+@pytest.mark.parametrize("fields", [dict(zero_init=True), ADALN_ZERO])
+def test_zero_initialised_transformer_starts_uniform_and_learns_through_every_branch(fields):
+  model = Transformer(**TINY_TRANSFORMER, **fields)
   x_in, known, t = _inputs((10,), 28)
   params = model.init(jax.random.key(0), x_in, known, t)
   np.testing.assert_array_equal(model.apply(params, x_in, known, t), 0.0)  # Zero logits: uniform predictions.
@@ -134,7 +136,7 @@ def test_zero_initialised_transformer_starts_uniform_and_learns_through_every_br
   assert dead(params) == []
 
 
-@pytest.mark.parametrize("fields", [{}, dict(arch="improved"), *SINGLE_OPTIONS])
+@pytest.mark.parametrize("fields", [{}, dict(arch="improved"), ADALN_ZERO, *SINGLE_OPTIONS])
 @pytest.mark.parametrize("num_stages,num_classes_out", [(1, 27), (2, 3)])
 def test_transformer_parameter_count_matches_the_analytic_count(fields, num_stages, num_classes_out):
   model = Transformer(**dict(TINY_TRANSFORMER, num_classes_out=num_classes_out), num_stages=num_stages, **fields)
@@ -161,7 +163,7 @@ def test_paper_arch_keeps_the_parameter_tree_of_earlier_versions():
   assert shapes["block_0"]["mlp_in"]["kernel"] == (32, 48)
 
 
-@pytest.mark.parametrize("fields", [{}, dict(arch="improved")])
+@pytest.mark.parametrize("fields", [{}, dict(arch="improved"), ADALN_ZERO])
 def test_transformer_flops_match_xla(fields):
   sys_path = list(sys.path)
   from benchmarks import train_step_cost  # It puts the checkout first on sys.path: undone below.
