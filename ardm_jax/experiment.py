@@ -133,6 +133,10 @@ def build_process(config: ml_collections.ConfigDict, num_classes: int) -> plan_w
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int, transitions) -> Any:
   fields = {k: v for k, v in config.model.items() if k != "name"}
+  if "arch" not in fields and config.model.name == "transformer":
+    # A config from before model.arch (a workdir or bundle of an earlier version): its network had the known
+    # embedding that the paper arch has since dropped, and its parameters hold it.
+    fields["known_embed"] = True
   if transitions is None:
     num_stages, num_classes_out = 1, num_classes
   else:

@@ -57,7 +57,7 @@ def main(argv):
   measured = fastest_measured_rows(pathlib.Path(FLAGS.accelerator_json))
   rows = []
   for r in cost["rows"]:
-    if r["dtype"] != "float32" or r["remat"] != "none":
+    if r["dtype"] != "float32" or r["remat"] != "none" or r.get("arch", "paper") != "paper":
       continue
     module = "cifar10" if r["config"] == "cifar10_middle_attn" else r["config"]
     steps = importlib.import_module(f"configs.{module}").get_config().training.num_train_steps

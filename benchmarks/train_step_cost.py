@@ -52,6 +52,7 @@ flags.DEFINE_bool(
   "merge", True, "Keep the rows of --out for the (config, dtype, remat) not compiled now (e.g. after --configs=sc09)."
 )
 flags.DEFINE_bool("print_only", False, "Print the table of the JSON at --out without compiling.")
+flags.DEFINE_list("archs", ["paper"], "model.arch values: 'paper' (the paper's network) and/or 'improved'.")
 flags.DEFINE_string("out", str(pathlib.Path(__file__).parent / "results" / "train_step_cost.json"), "JSON path.")
 
 TEXT_CLASSES = {"text8": 27, "embedded_text": 27, "embedded_bytes": 256}
@@ -187,12 +188,18 @@ def main(argv):
   kept = json.loads(out.read_text())["rows"] if FLAGS.merge and out.exists() else []
   rows = []
   # Every config's first variant before the other variants, so an interrupted run has every FLOP count.
-  jobs = [(name, FLAGS.variants[0]) for name in FLAGS.configs]
-  jobs += [(name, v) for name in FLAGS.configs if name in FLAGS.all_variants for v in FLAGS.variants[1:]]
-  for name, variant in jobs:
+  jobs = [(name, FLAGS.variants[0], arch) for arch in FLAGS.archs for name in FLAGS.configs]
+  jobs += [
+    (name, v, arch)
+    for arch in FLAGS.archs
+    for name in FLAGS.configs
+    if name in FLAGS.all_variants
+    for v in FLAGS.variants[1:]
+  ]
+  for name, variant, arch in jobs:
     dtype, remat = variant.split("/")
     config = load_config(name)
-    config.model.dtype, config.model.remat = dtype, remat
+    config.model.dtype, config.model.remat, config.model.arch = dtype, remat, arch
     exp = experiment.shape_only_experiment(config, *event_of(config))
     start = time.perf_counter()
     compiled = compile_step(exp)
@@ -201,6 +208,7 @@ def main(argv):
     num_params = sum(math.prod(s.shape) for s in jax.tree.leaves(jax.eval_shape(exp.init_params, jax.random.key(0))))
     row = {
       "config": name,
+      "arch": arch,
       "dtype": dtype,
       "remat": remat,
       "batch": config.training.batch_size,
@@ -214,7 +222,7 @@ def main(argv):
     }
     row["xla_over_analytic"] = row["xla_flops"] / row["analytic_flops"]
     rows.append(row)
-    print(f"done {name} {variant} ({compile_s:.0f} s)", flush=True)
+    print(f"done {name} {arch} {variant} ({compile_s:.0f} s)", flush=True)
     write_json(merged(kept, rows))  # After every row: a long run interrupted keeps what it measured.
   print_table(merged(kept, rows))
   print(f"\nwrote {FLAGS.out}")
@@ -222,21 +230,21 @@ def main(argv):
 
 def merged(kept, rows):
   """The rows kept from before, less those measured again, then the new ones."""
-  key = lambda r: (r["config"], r["dtype"], r["remat"])
+  key = lambda r: (r["config"], r.get("arch", "paper"), r["dtype"], r["remat"])
   new = {key(r) for r in rows}
   return [r for r in kept if key(r) not in new] + rows
 
 
 def print_table(rows):
   header = (
-    "| config | dtype | remat | batch | params | XLA TFLOP/step | analytic TFLOP/step | XLA/analytic "
+    "| config | arch | dtype | remat | batch | params | XLA TFLOP/step | analytic TFLOP/step | XLA/analytic "
     "| peak GiB | args GiB | temp GiB |"
   )
   print(f"\njax {jax.__version__}, {jax.devices()[0].device_kind} compiler\n\n{header}")
   print("|---" * (header.count("|") - 1) + "|")
   for r in rows:
     print(
-      f"| {r['config']} | {r['dtype']} | {r['remat']} | {r['batch']} | {r['params']:,} | "
+      f"| {r['config']} | {r.get('arch', 'paper')} | {r['dtype']} | {r['remat']} | {r['batch']} | {r['params']:,} | "
       f"{r['xla_flops'] / 1e12:.1f} | {r['analytic_flops'] / 1e12:.1f} | {r['xla_over_analytic']:.3f} | "
       f"{r['peak_bytes'] / 2**30:.1f} | {r['argument_bytes'] / 2**30:.2f} | {r['temp_bytes'] / 2**30:.1f} |"
     )

@@ -152,15 +152,24 @@ def test_swiglu_keeps_the_gelu_parameter_count():
   assert count_params(swiglu, (10,)) - count_params(gelu, (10,)) == 2 * (2 * 32 - 48)
 
 
-def test_paper_arch_keeps_the_parameter_tree_of_earlier_versions():
-  """Checkpoints and bundles from before the arch switch hold this tree: same names, same shapes."""
-  model = Transformer(**TINY_TRANSFORMER)
+def test_a_legacy_config_keeps_the_parameter_tree_of_earlier_versions():
+  """Checkpoints and bundles from before model.arch hold the known embedding: a config without the key builds
+  it (same names, same shapes); the paper arch itself, like the paper's public code, feeds no mask."""
+  config = quickstart.get_config()
+  config.model.num_layers, config.model.width, config.model.num_heads, config.model.mlp_dim = 2, 32, 4, 48
+  del config.model["arch"]
+  legacy = experiment.build_model(config, 27, None)
   x_in, known, t = _inputs((10,), 28)
-  shapes = jax.tree.map(jnp.shape, model.init(jax.random.key(0), x_in, known, t)["params"])
+  shapes = jax.tree.map(jnp.shape, legacy.init(jax.random.key(0), x_in, known, t)["params"])
   assert set(shapes) == {"token_embed", "known_embed", "block_0", "block_1", "final_norm", "logits"}
   assert set(shapes["block_0"]) == {"attn_norm", "attention", "mlp_norm", "mlp_in", "mlp_out"}
   assert shapes["block_0"]["attention"]["query"]["kernel"] == (32, 4, 8)
   assert shapes["block_0"]["mlp_in"]["kernel"] == (32, 48)
+  paper = Transformer(**TINY_TRANSFORMER)
+  assert count_params(legacy, (10,)) - count_params(paper, (10,)) == 2 * 32  # The known embedding alone.
+  assert count_params(Transformer(**TINY_TRANSFORMER, num_stages=2), (10,)) == count_params(
+    Transformer(**TINY_TRANSFORMER, num_stages=2, known_embed=True), (10,)
+  )  # Upscale models need the known bit and keep it.
 
 
 @pytest.mark.parametrize("fields", [{}, dict(arch="improved"), ADALN_ZERO])
@@ -179,7 +188,7 @@ def test_transformer_flops_match_xla(fields):
   assert 0.9 < float(cost["flops"]) / analytic < 1.1
 
 
-def test_a_config_without_arch_builds_the_paper_network():
+def test_a_config_without_arch_builds_the_paper_network_of_its_time():
   """Workdirs and bundles written before `model.arch` existed keep loading as the network they hold."""
   config = quickstart.get_config()
   config.model.arch = "improved"
@@ -187,7 +196,7 @@ def test_a_config_without_arch_builds_the_paper_network():
   del config.model["arch"]
   experiment.validate_config(config)
   old = experiment.build_model(config, 27, None)
-  assert old == dataclasses.replace(improved, arch="paper")
+  assert old == dataclasses.replace(improved, arch="paper", known_embed=True)
   assert count_params(old, (32,)) != count_params(improved, (32,))
 
 

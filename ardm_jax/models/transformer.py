@@ -1,10 +1,11 @@
 """The text network: a non-causal pre-norm Transformer in two architectures (`arch`).
 
-'paper' (arXiv 2110.02037, section 5; 12 layers, width 768, 12 heads, MLP 3072): token + known-bit embeddings
-(unit variance) + sinusoidal positions, GELU MLP, the OA model blind to t. 'improved' (docs/networks.md): rotary
-positions (RoFormer, arXiv 2104.09864) and a SwiGLU MLP (arXiv 2002.05202) of the same parameters. Each design
-choice is a field of its own (None: the arch's value), for the ablation in benchmarks/network_ablation.py, which
-also measures adaLN-Zero conditioning on the step (DiT, arXiv 2212.09748) and zero-initialised branches.
+'paper' (arXiv 2110.02037, section 5; 12 layers, width 768, 12 heads, MLP 3072): token embeddings (unit
+variance) + sinusoidal positions, GELU MLP; the OA model sees neither t nor the mask (the absorbing token says
+it). 'improved' (docs/networks.md): rotary positions (RoFormer, arXiv 2104.09864) and a SwiGLU MLP (arXiv
+2002.05202) of the same parameters. Each design choice is a field (None: the arch's value), for the ablation in
+benchmarks/network_ablation.py, which also measures adaLN-Zero (DiT, arXiv 2212.09748) and zero-initialised
+branches.
 """
 
 import functools
@@ -16,12 +17,14 @@ import numpy as np
 from ardm_jax.models import layers
 
 ARCHS = {
+  # The paper's public code feeds the OA model no mask: the absorbing token says it. A learned known embedding on
+  # top (earlier versions of this network; legacy configs without model.arch still build it) slowed learning.
   "paper": dict(
     positions="sinusoidal",
     conditioning="none",
     mlp="gelu",
     zero_init=False,
-    known_embed=True,
+    known_embed=False,
     embed_scale=1.0,
     kernel_init="lecun",
   ),
