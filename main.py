@@ -21,10 +21,10 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-from ardm_jax import console
-from ardm_jax import inference
-from ardm_jax import train
-from ardm_jax import workdir as workdir_lib
+from ardm_jax.io import console
+from ardm_jax.training import inference
+from ardm_jax.training import train
+from ardm_jax.training import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file, optionally with ':variant'.", lock_config=True)

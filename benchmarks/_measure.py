@@ -7,9 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ardm_jax import coder
-from ardm_jax import planner
-from ardm_jax import sampler
+from ardm_jax.codec import coder
+from ardm_jax.core import planner
+from ardm_jax.core import sampler
 
 
 class TimedNetwork:

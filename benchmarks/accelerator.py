@@ -44,9 +44,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ardm_jax import experiment
-from ardm_jax import planner
-from ardm_jax import train
+from ardm_jax.training import experiment
+from ardm_jax.core import planner
+from ardm_jax.training import train
 from benchmarks import _measure
 from benchmarks import train_step_cost
 

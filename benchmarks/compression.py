@@ -38,10 +38,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ardm_jax import codec
-from ardm_jax import container
+from ardm_jax.codec import container
 from ardm_jax import data as data_lib
-from ardm_jax import likelihood
-from ardm_jax import outputs
+from ardm_jax.core import likelihood
+from ardm_jax.io import outputs
 from ardm_jax.data import audio as audio_lib
 from benchmarks import _measure
 

@@ -32,9 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ardm_jax import evaluation
-from ardm_jax import experiment
-from ardm_jax import train
+from ardm_jax.training import evaluation
+from ardm_jax.training import experiment
+from ardm_jax.training import train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("steps", ["100", "400"], "N1, N2: steps of the two training runs.")

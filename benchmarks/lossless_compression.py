@@ -1,4 +1,4 @@
-"""Lossless compression with ardm_jax.coder: bits used against -log2 q(x) of the plan, and coding time.
+"""Lossless compression with ardm_jax.codec.coder: bits used against -log2 q(x) of the plan, and coding time.
 
 Nothing is trained: the network is a randomly initialised small text Transformer (the text8 `local` sizes: 2
 layers, width 64), the data uniform random tokens (K = 27), one fixed random order. For each plan (evenly spaced
@@ -27,10 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 
 # pylint: disable=wrong-import-position
-from ardm_jax import coder
-from ardm_jax import likelihood
-from ardm_jax import plan_walk
-from ardm_jax import upscale
+from ardm_jax.codec import coder
+from ardm_jax.core import likelihood
+from ardm_jax.core import plan_walk
+from ardm_jax.core import upscale
 from ardm_jax.models import transformer
 
 NUM_CLASSES = 27

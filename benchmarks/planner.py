@@ -1,4 +1,4 @@
-"""Planner speed: ardm_jax.planner against the paper's O(D^3) layered DP, measured in the same run.
+"""Planner speed: ardm_jax.core.planner against the paper's O(D^3) layered DP, measured in the same run.
 
 The reference is a jitted lax.fori_loop over layers, each a vectorised (D+1) x D min (arXiv 2110.02037:
 parallel generation); both run in float64 (scoped jax.enable_x64) so their optimal costs can be compared
@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ardm_jax import planner
+from ardm_jax.core import planner
 
 BUDGETS = (20, 50, 100, "all")
 

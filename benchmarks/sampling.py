@@ -28,7 +28,7 @@ from absl import app
 from absl import flags
 import jax
 
-from ardm_jax import experiment
+from ardm_jax.training import experiment
 from benchmarks import _measure
 
 FLAGS = flags.FLAGS

@@ -30,8 +30,8 @@ from absl import flags
 import jax
 import jax.numpy as jnp
 
-from ardm_jax import experiment
-from ardm_jax import train
+from ardm_jax.training import experiment
+from ardm_jax.training import train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list(

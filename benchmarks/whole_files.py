@@ -37,7 +37,7 @@ import numpy as np
 from PIL import Image
 
 from ardm_jax import codec
-from ardm_jax import container
+from ardm_jax.codec import container
 
 LICENCE_PACKAGES = ("numpy", "scipy", "jax", "flax", "optax", "pillow", "matplotlib")
 PAPER_CIFAR10_BPD = "2.71-2.76"

@@ -1,7 +1,7 @@
 """Defaults shared by every run config; each config file overrides what differs.
 
 The allowed values of every key, and which keys each data source, model and objective kind has, are in
-ardm_jax/config_schema.py, which checks a config before a run starts.
+ardm_jax/training/config_schema.py, which checks a config before a run starts.
 """
 
 import ml_collections

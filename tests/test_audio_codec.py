@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from ardm_jax import codec
-from ardm_jax import container
-from ardm_jax import experiment
-from ardm_jax import outputs
+from ardm_jax.codec import container
+from ardm_jax.training import experiment
+from ardm_jax.io import outputs
 from configs import quickstart
 
 CLIP = 16  # samples per data point of the tiny bundle

@@ -4,9 +4,9 @@ class mapping, padding, splits and per-host rows; the synthesised embedded_audio
 import numpy as np
 import pytest
 
-from ardm_jax import config_schema
+from ardm_jax.training import config_schema
 from ardm_jax import data as data_lib
-from ardm_jax import outputs
+from ardm_jax.io import outputs
 from ardm_jax.data import audio
 from configs import sc09
 
@@ -119,8 +119,8 @@ def test_audio_quickstart_trains_evaluates_and_samples_wavs(tmp_path):
   import importlib
   import wave
 
-  from ardm_jax import inference
-  from ardm_jax import train
+  from ardm_jax.training import inference
+  from ardm_jax.training import train
 
   config = importlib.import_module("configs.quickstart").get_config("audio")
   config.data.clip_len, config.model.ch, config.model.num_blocks = 32, 8, 2  # compiles in seconds

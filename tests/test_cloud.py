@@ -23,9 +23,9 @@ import pytest
 
 import fake_data
 import gcs_emulator
-from ardm_jax import checkpointing
-from ardm_jax import experiment
-from ardm_jax import train
+from ardm_jax.training import checkpointing
+from ardm_jax.training import experiment
+from ardm_jax.training import train
 from configs import text8
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -18,11 +18,11 @@ from PIL import Image
 import pytest
 
 from ardm_jax import codec
-from ardm_jax import compress
-from ardm_jax import coder
-from ardm_jax import container
-from ardm_jax import experiment
-from ardm_jax import step_tracker
+from ardm_jax.cli import compress
+from ardm_jax.codec import coder
+from ardm_jax.codec import container
+from ardm_jax.training import experiment
+from ardm_jax.core import step_tracker
 from configs import quickstart
 from configs import text8_upscale
 

@@ -23,8 +23,8 @@ from PIL import Image
 import pytest
 
 from ardm_jax import codec
-from ardm_jax import container
-from ardm_jax import paths
+from ardm_jax.codec import container
+from ardm_jax.io import paths
 from configs import quickstart
 from tests import test_audio_codec
 from tests import test_codec

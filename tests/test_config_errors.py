@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 import fake_data
-from ardm_jax import checkpointing
-from ardm_jax import config_schema
-from ardm_jax import experiment
-from ardm_jax import inference
-from ardm_jax import train
+from ardm_jax.training import checkpointing
+from ardm_jax.training import config_schema
+from ardm_jax.training import experiment
+from ardm_jax.training import inference
+from ardm_jax.training import train
 from configs import cifar10
 from configs import common
 from configs import quickstart

@@ -14,11 +14,11 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from ardm_jax import classic
+from ardm_jax.codec import classic
 from ardm_jax import codec
-from ardm_jax import coder
-from ardm_jax import container
-from ardm_jax import likelihood
+from ardm_jax.codec import coder
+from ardm_jax.codec import container
+from ardm_jax.core import likelihood
 from tests.test_codec import _bundle, _cli, _npy, _png
 
 TEXT = b"one text"  # exactly one row of the TEXT_LEN = 8 bundle

@@ -172,7 +172,7 @@ def test_text8_with_characters_outside_alphabet(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ data checks
-# The keys and values of the data section are checked by ardm_jax/config_schema.py (tests/test_config_errors.py);
+# The keys and values of the data section are checked by ardm_jax/training/config_schema.py (tests/test_config_errors.py);
 # the data modules check only what needs the data itself.
 
 

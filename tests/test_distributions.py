@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import integrate
 
-from ardm_jax import distributions
+from ardm_jax.core import distributions
 
 class_log_probs = jax.jit(distributions.class_log_probs, static_argnums=1)
 interval_log_prob = jax.jit(distributions.interval_log_prob, static_argnums=3)

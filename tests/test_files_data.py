@@ -13,11 +13,11 @@ from etils import epath
 from PIL import Image
 
 from ardm_jax import data
-from ardm_jax import experiment
-from ardm_jax import paths
+from ardm_jax.training import experiment
+from ardm_jax.io import paths
 from ardm_jax import codec
-from ardm_jax import compress
-from ardm_jax import train
+from ardm_jax.cli import compress
+from ardm_jax.training import train
 from ardm_jax.data import files
 from ardm_jax.data import text
 from configs import common

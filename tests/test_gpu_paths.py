@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ardm_jax import experiment
-from ardm_jax import train
+from ardm_jax.training import experiment
+from ardm_jax.training import train
 from ardm_jax.models import layers
 
 pytestmark = pytest.mark.skipif(

@@ -13,20 +13,20 @@ from PIL import Image
 import pytest
 from scipy import stats
 
-from ardm_jax import checkpointing
+from ardm_jax.training import checkpointing
 from ardm_jax import codec
-from ardm_jax import experiment
-from ardm_jax import generate
-from ardm_jax import inference
-from ardm_jax import infill
-from ardm_jax import likelihood
-from ardm_jax import orders
-from ardm_jax import plan_walk
-from ardm_jax import planner
-from ardm_jax import sampler
-from ardm_jax import step_tracker
-from ardm_jax import train
-from ardm_jax import upscale
+from ardm_jax.training import experiment
+from ardm_jax.cli import generate
+from ardm_jax.training import inference
+from ardm_jax.core import conditional as infill
+from ardm_jax.core import likelihood
+from ardm_jax.core import orders
+from ardm_jax.core import plan_walk
+from ardm_jax.core import planner
+from ardm_jax.core import sampler
+from ardm_jax.core import step_tracker
+from ardm_jax.training import train
+from ardm_jax.core import upscale
 from configs import quickstart
 from tests import exact_model
 

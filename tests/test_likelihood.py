@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ardm_jax import likelihood
-from ardm_jax import plan_walk
-from ardm_jax import upscale
+from ardm_jax.core import likelihood
+from ardm_jax.core import plan_walk
+from ardm_jax.core import upscale
 from tests import exact_model
 
 D, K = 4, 3

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ardm_jax import metrics_io
+from ardm_jax.training import metrics_io
 
 
 def step_metrics(loss, grad_norm, finite=True):

@@ -15,13 +15,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ardm_jax import coder
-from ardm_jax import distributions
-from ardm_jax import likelihood
-from ardm_jax import objective
-from ardm_jax import plan_walk
-from ardm_jax import sampler
-from ardm_jax import upscale
+from ardm_jax.codec import coder
+from ardm_jax.core import distributions
+from ardm_jax.core import likelihood
+from ardm_jax.core import objective
+from ardm_jax.core import plan_walk
+from ardm_jax.core import sampler
+from ardm_jax.core import upscale
 
 K, D, M = 16, 3, 2
 

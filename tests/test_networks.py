@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ardm_jax import experiment
+from ardm_jax.training import experiment
 from ardm_jax.models import DiffWave, Transformer, UNet, count_params, layers
 from ardm_jax.models import transformer
 from configs import quickstart

@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ardm_jax import objective
-from ardm_jax import plan_walk
+from ardm_jax.core import objective
+from ardm_jax.core import plan_walk
 from tests import exact_model
 
 D, K = 4, 3

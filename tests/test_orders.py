@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
-from ardm_jax import orders
+from ardm_jax.core import orders
 
 
 def test_orders_are_permutations_per_example_for_any_event_shape():

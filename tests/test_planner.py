@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ardm_jax import planner
+from ardm_jax.core import planner
 
 
 def _cost(losses, starts):

@@ -7,8 +7,8 @@ import os
 
 import numpy as np
 
-from ardm_jax import inference
-from ardm_jax import train
+from ardm_jax.training import inference
+from ardm_jax.training import train
 
 UNIFORM_BPC = math.log2(27)  # 4.75 bits per character.
 # English letters alone (no context) carry about 4.1 bits; staying under 4.0 needs the model to use context.

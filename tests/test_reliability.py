@@ -24,11 +24,11 @@ import orbax.checkpoint as ocp
 import pytest
 
 import fake_data
-from ardm_jax import checkpointing
-from ardm_jax import evaluation
-from ardm_jax import experiment
-from ardm_jax import lease
-from ardm_jax import train
+from ardm_jax.training import checkpointing
+from ardm_jax.training import evaluation
+from ardm_jax.training import experiment
+from ardm_jax.training import lease
+from ardm_jax.training import train
 from configs import text8
 
 # A restore that fails on a corrupted file leaves orbax's async readers complaining about a closed event loop.

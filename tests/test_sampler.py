@@ -10,10 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
-from ardm_jax import likelihood
-from ardm_jax import plan_walk
-from ardm_jax import sampler
-from ardm_jax import upscale
+from ardm_jax.core import likelihood
+from ardm_jax.core import plan_walk
+from ardm_jax.core import sampler
+from ardm_jax.core import upscale
 from tests import exact_model
 
 D, K, N = 3, 3, 20000

@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ardm_jax import experiment
-from ardm_jax import train
+from ardm_jax.training import experiment
+from ardm_jax.training import train
 
 # Tiny versions of the two networks on small events: (config module, event shape, classes).
 FAMILIES = {

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ardm_jax import step_tracker
+from ardm_jax.core import step_tracker
 
 
 def test_updates_by_hand():

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 import fake_data
-from ardm_jax import checkpointing
-from ardm_jax import evaluation
-from ardm_jax import experiment
-from ardm_jax import train
+from ardm_jax.training import checkpointing
+from ardm_jax.training import evaluation
+from ardm_jax.training import experiment
+from ardm_jax.training import train
 
 
 def load_config(name: str, arg: str = "local"):

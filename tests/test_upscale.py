@@ -10,10 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ardm_jax import objective
-from ardm_jax import orders
-from ardm_jax import plan_walk
-from ardm_jax import upscale
+from ardm_jax.core import objective
+from ardm_jax.core import orders
+from ardm_jax.core import plan_walk
+from ardm_jax.core import upscale
 from tests import exact_model
 
 VOWEL_IDS = [1, 5, 9, 15, 21]  # a e i o u

@@ -4,9 +4,9 @@ import logging
 
 import pytest
 
-from ardm_jax import checkpointing
-from ardm_jax import paths
-from ardm_jax import workdir as workdir_lib
+from ardm_jax.training import checkpointing
+from ardm_jax.io import paths
+from ardm_jax.training import workdir as workdir_lib
 from configs import quickstart
 
 

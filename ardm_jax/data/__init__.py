@@ -4,7 +4,7 @@
 batch at a step is a pure function of (data.seed, step), so the train step is the data position.
 
 The data section's keys per source, their defaults and their allowed values are those of configs/common.py
-(`image_data`, `text_data`, `files_data`) and ardm_jax/config_schema.py, which validates them before a run; this module
+(`image_data`, `text_data`, `files_data`) and ardm_jax/training/config_schema.py, which validates them before a run; this module
 takes the values as they are and checks only what needs the files (a readable zip, enough text or patches).
   name: 'cifar10' | 'text8' | 'embedded_text' | 'embedded_bytes' (raw bytes, K=256) | 'embedded_images' |
     'files' (your own files, all of one data.kind: 'text', 'bytes' or 'images'; see files.py) |

@@ -26,7 +26,7 @@ import wave
 
 import numpy as np
 
-from ardm_jax import paths
+from ardm_jax.io import paths
 from ardm_jax.data import dataset
 
 NUM_CLASSES = 65536

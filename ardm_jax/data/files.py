@@ -30,7 +30,7 @@ import os
 from etils import epath
 import numpy as np
 
-from ardm_jax import paths
+from ardm_jax.io import paths
 from ardm_jax.data import dataset
 from ardm_jax.data import images
 from ardm_jax.data import text

@@ -15,7 +15,7 @@ import functools
 
 import numpy as np
 
-from ardm_jax import paths
+from ardm_jax.io import paths
 from ardm_jax.data import dataset
 
 NUM_CLASSES = 256

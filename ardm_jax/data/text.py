@@ -20,7 +20,7 @@ import zlib
 
 import numpy as np
 
-from ardm_jax import paths
+from ardm_jax.io import paths
 from ardm_jax.data import dataset
 
 ALPHABET = " abcdefghijklmnopqrstuvwxyz"  # id i <-> ALPHABET[i]

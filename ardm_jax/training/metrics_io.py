@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ardm_jax import paths
+from ardm_jax.io import paths
 
 
 def _tensorflow_clu():

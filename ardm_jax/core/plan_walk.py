@@ -24,9 +24,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ardm_jax import distributions
-from ardm_jax import orders
-from ardm_jax import upscale
+from ardm_jax.core import distributions
+from ardm_jax.core import orders
+from ardm_jax.core import upscale
 
 # The network as the ARDM math takes it: (x_in [B, *event], known [B, *event], global step [B]) -> logits.
 LogitsFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]

@@ -29,9 +29,9 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from ardm_jax import lease as lease_lib
-from ardm_jax import metrics_io
-from ardm_jax import paths
+from ardm_jax.training import lease as lease_lib
+from ardm_jax.training import metrics_io
+from ardm_jax.io import paths
 
 # Fields that may change between a run and its resumption; any other difference means another experiment.
 RESUMABLE_FIELDS = (

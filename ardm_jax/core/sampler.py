@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ardm_jax import orders
-from ardm_jax import plan_walk
+from ardm_jax.core import orders
+from ardm_jax.core import plan_walk
 
 
 def sample(

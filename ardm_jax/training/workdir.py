@@ -9,10 +9,10 @@ checkpointing.RESUMABLE_FIELDS) is taken from the command line.
 from absl import logging
 import ml_collections
 
-from ardm_jax import checkpointing
-from ardm_jax import experiment
-from ardm_jax import metrics_io
-from ardm_jax import train
+from ardm_jax.training import checkpointing
+from ardm_jax.training import experiment
+from ardm_jax.training import metrics_io
+from ardm_jax.training import train
 
 
 def _overridable(key: str) -> bool:

@@ -12,20 +12,20 @@ import jax
 import ml_collections
 import numpy as np
 
-from ardm_jax import coder
+from ardm_jax.codec import coder
 from ardm_jax import data as data_lib
-from ardm_jax import evaluation
-from ardm_jax import experiment
-from ardm_jax import infill
-from ardm_jax import likelihood
-from ardm_jax import metrics_io
-from ardm_jax import orders
-from ardm_jax import outputs
-from ardm_jax import paths
-from ardm_jax import planner
-from ardm_jax import sampler
-from ardm_jax import step_tracker
-from ardm_jax.workdir import restore
+from ardm_jax.training import evaluation
+from ardm_jax.training import experiment
+from ardm_jax.core import conditional as infill
+from ardm_jax.core import likelihood
+from ardm_jax.training import metrics_io
+from ardm_jax.core import orders
+from ardm_jax.io import outputs
+from ardm_jax.io import paths
+from ardm_jax.core import planner
+from ardm_jax.core import sampler
+from ardm_jax.core import step_tracker
+from ardm_jax.training.workdir import restore
 
 REPORT_BUDGETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 

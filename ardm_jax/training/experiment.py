@@ -15,12 +15,12 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from ardm_jax import config_schema
+from ardm_jax.training import config_schema
 from ardm_jax import data as data_lib
-from ardm_jax import distributions
-from ardm_jax import objective
-from ardm_jax import plan_walk
-from ardm_jax import upscale
+from ardm_jax.core import distributions
+from ardm_jax.core import objective
+from ardm_jax.core import plan_walk
+from ardm_jax.core import upscale
 from ardm_jax.models import diffwave
 from ardm_jax.models import transformer
 from ardm_jax.models import unet

@@ -23,14 +23,14 @@ import ml_collections
 import numpy as np
 import optax
 
-from ardm_jax import checkpointing
-from ardm_jax import evaluation
-from ardm_jax import experiment
-from ardm_jax import lease as lease_lib
-from ardm_jax import metrics_io
-from ardm_jax import paths
-from ardm_jax import objective
-from ardm_jax import step_tracker
+from ardm_jax.training import checkpointing
+from ardm_jax.training import evaluation
+from ardm_jax.training import experiment
+from ardm_jax.training import lease as lease_lib
+from ardm_jax.training import metrics_io
+from ardm_jax.io import paths
+from ardm_jax.core import objective
+from ardm_jax.core import step_tracker
 
 
 @flax.struct.dataclass

@@ -40,8 +40,8 @@ import constriction
 import jax
 import numpy as np
 
-from ardm_jax import distributions
-from ardm_jax import plan_walk
+from ardm_jax.core import distributions
+from ardm_jax.core import plan_walk
 
 EPS = 2e-5  # arXiv 2110.02037: lossless compression: smoothing mass per class.
 PRECISION = 24  # Bits of the fixed-point probabilities of constriction's default ANS coder (32-bit words).

@@ -43,14 +43,14 @@ import jaxlib
 import ml_collections
 import numpy as np
 
-from ardm_jax import classic
-from ardm_jax import coder
-from ardm_jax import config_schema
-from ardm_jax import container
-from ardm_jax import experiment
-from ardm_jax import outputs
-from ardm_jax import paths
-from ardm_jax import plan_walk
+from ardm_jax.codec import classic
+from ardm_jax.codec import coder
+from ardm_jax.training import config_schema
+from ardm_jax.codec import container
+from ardm_jax.training import experiment
+from ardm_jax.io import outputs
+from ardm_jax.io import paths
+from ardm_jax.core import plan_walk
 from ardm_jax.data import audio as audio_lib
 from ardm_jax.data import text as text_lib
 

@@ -9,8 +9,8 @@ model that the parallel sampler (sampler.py) samples from, and the cost a lossle
 import jax
 import jax.numpy as jnp
 
-from ardm_jax import orders
-from ardm_jax import plan_walk
+from ardm_jax.core import orders
+from ardm_jax.core import plan_walk
 
 
 def log_likelihood(logits_fn: plan_walk.LogitsFn, x: jax.Array, sigma: jax.Array, starts, process: plan_walk.Process):

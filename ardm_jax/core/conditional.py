@@ -17,11 +17,11 @@ from etils import epath
 import jax
 import numpy as np
 
-from ardm_jax import config_schema
-from ardm_jax import paths
-from ardm_jax import planner
-from ardm_jax import plan_walk
-from ardm_jax import sampler
+from ardm_jax.training import config_schema
+from ardm_jax.io import paths
+from ardm_jax.core import planner
+from ardm_jax.core import plan_walk
+from ardm_jax.core import sampler
 from ardm_jax.data import text as text_lib
 
 

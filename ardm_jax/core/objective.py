@@ -13,8 +13,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ardm_jax import orders
-from ardm_jax import plan_walk
+from ardm_jax.core import orders
+from ardm_jax.core import plan_walk
 
 
 class Terms(NamedTuple):

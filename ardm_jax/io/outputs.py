@@ -11,7 +11,7 @@ import math
 import jax
 import numpy as np
 
-from ardm_jax import paths
+from ardm_jax.io import paths
 
 
 def _is_writer() -> bool:

@@ -16,7 +16,7 @@ import uuid
 from absl import logging
 from etils import epath
 
-from ardm_jax import paths
+from ardm_jax.io import paths
 
 LEASE_NAME = "lease.json"
 HEARTBEAT_S = 60.0  # How often the holder renews its heartbeat.

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ardm_jax import orders
+from ardm_jax.core import orders
 
 PARAMETRISATIONS = ("direct", "data")
 

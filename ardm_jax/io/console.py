@@ -9,7 +9,7 @@ import threading
 
 from absl import logging
 
-from ardm_jax import paths
+from ardm_jax.io import paths
 
 # Libraries whose INFO logs (orbax: a dozen lines per checkpoint) are shown only with --verbosity >= 1.
 QUIET_LIBRARIES = ("orbax", "jax", "jaxlib", "tensorflow", "matplotlib")

@@ -1,0 +1,1 @@
+"""Training, evaluation, checkpoints and the workdir: the config turned into a run."""
