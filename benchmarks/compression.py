@@ -41,7 +41,7 @@ from ardm_jax import codec
 from ardm_jax.codec import container
 from ardm_jax import data as data_lib
 from ardm_jax.core import likelihood
-from ardm_jax.io import outputs
+from ardm_jax.data import media
 from ardm_jax.data import audio as audio_lib
 from benchmarks import _measure
 
@@ -226,7 +226,7 @@ def main():
   for name in args.audio_model or []:
     bundle = codec.load_bundle(name)
     rows = held_out_rows(bundle, args.num_rows)
-    wav = outputs.wav_bytes(audio_lib.to_pcm16(rows.reshape(-1)), audio_lib.SAMPLE_RATE)
+    wav = media.wav_bytes(audio_lib.to_pcm16(rows.reshape(-1)), audio_lib.SAMPLE_RATE)
     result = codec_rows(bundle, rows, "test.wav", wav, args)
     models.append(dict(result, model=name, classic=classic_audio(rows)))
   out = pathlib.Path(args.out)

@@ -31,9 +31,9 @@ from absl import flags  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ardm_jax import evaluation  # noqa: E402
-from ardm_jax import experiment  # noqa: E402
-from ardm_jax import train  # noqa: E402
+from ardm_jax.training import evaluation  # noqa: E402
+from ardm_jax.training import experiment  # noqa: E402
+from ardm_jax.training import train  # noqa: E402
 from ardm_jax.models import count_params  # noqa: E402
 from ardm_jax.models import transformer  # noqa: E402
 from configs import quickstart  # noqa: E402

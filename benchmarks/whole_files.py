@@ -37,6 +37,7 @@ import numpy as np
 from PIL import Image
 
 from ardm_jax import codec
+from ardm_jax.codec import kinds
 from ardm_jax.codec import container
 
 LICENCE_PACKAGES = ("numpy", "scipy", "jax", "flax", "optax", "pillow", "matplotlib")
@@ -133,13 +134,13 @@ def main():
     bundle = codec.load_bundle(name)
     files = dict({} if args.no_default_files else licence_files(), **extra)
     rows = candidates(bundle, files, args.budget, clean=bundle.kind == "text")
-    print_table(f"{bundle.kind} model {name} (budget {args.budget})", rows, codec.CANDIDATES["text"])
+    print_table(f"{bundle.kind} model {name} (budget {args.budget})", rows, kinds.KINDS["text"].candidates)
     results.append(dict(model=name, kind=bundle.kind, files=rows))
   for name in args.image_model:
     bundle = codec.load_bundle(name)
     files, cifar_shaped = sample_images()
     rows = candidates(bundle, dict({} if args.no_default_files else files, **extra), args.budget, clean=False)
-    print_table(f"image model {name} (budget {args.budget})", rows, codec.CANDIDATES["image_rgb"])
+    print_table(f"image model {name} (budget {args.budget})", rows, kinds.KINDS["image_rgb"].candidates)
     single = codec.encode_files(bundle, {"cifar32.png": cifar_shaped}, args.budget, method="ardm")["cifar32.png"]
     single_bpd = 8 * len(single.blob) / single.num_dims
     header = len(single.blob) - len(container.unpack("c", single.blob)[1])

@@ -16,9 +16,11 @@ import numpy as np
 import pytest
 
 from ardm_jax import codec
+from ardm_jax.data import kinds as data_kinds
+from ardm_jax.codec import kinds
 from ardm_jax.codec import container
 from ardm_jax.training import experiment
-from ardm_jax.io import outputs
+from ardm_jax.data import media
 from configs import quickstart
 
 CLIP = 16  # samples per data point of the tiny bundle
@@ -35,7 +37,7 @@ def bundle(tmp_path_factory):
   params = jax.jit(model.init)(jax.random.key(0), x, x > 0, jnp.zeros((1,), jnp.int32))["params"]
   meta = {
     "bundle_version": 1,
-    "kind": codec.data_kind(config),
+    "kind": data_kinds.of_data(config.data),
     "event_shape": [CLIP],
     "num_classes": num_classes,
     "order": [np.random.RandomState(0).permutation(CLIP).tolist()],
@@ -103,8 +105,8 @@ def test_auto_keeps_the_smallest_and_every_audio_method_restores_the_samples(bun
   pcm = _speech_like(3 * CLIP + 3, 3)
   files = {"a.wav": _wav(pcm)}
   (auto,) = codec.encode_files(bundle, files, 3).values()
-  assert set(auto.sizes) == set(codec.CANDIDATES["audio"]) and len(auto.blob) == min(auto.sizes.values())
-  for method in codec.CANDIDATES["audio"]:
+  assert set(auto.sizes) == set(kinds.KINDS["audio"].candidates) and len(auto.blob) == min(auto.sizes.values())
+  for method in kinds.KINDS["audio"].candidates:
     encoded, decoded = _round_trip(bundle, files, method)
     assert container.unpack("a", encoded["a.wav"].blob)[0].method == method
     assert decoded == files
@@ -179,4 +181,4 @@ def test_crafted_audio_headers_and_payloads_are_refused_in_one_line(bundle):
   with pytest.raises(codec.CodecError, match="above the limit"):
     codec.decode_files(bundle, {"long.ardm": too_long})
   # The canonical WAV writer is what every audio kind restores.
-  assert outputs.wav_bytes(pcm, 16000) == _wav(pcm)
+  assert media.wav_bytes(pcm, 16000) == _wav(pcm)

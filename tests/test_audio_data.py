@@ -6,6 +6,7 @@ import pytest
 
 from ardm_jax.training import config_schema
 from ardm_jax import data as data_lib
+from ardm_jax.data import media
 from ardm_jax.io import outputs
 from ardm_jax.data import audio
 from configs import sc09
@@ -109,7 +110,7 @@ def test_embedded_audio_is_deterministic_speech_like_and_split():
 
 def test_wav_files_round_trip(tmp_path):
   pcm = np.array([-32768, -5, 0, 7, 32767], np.int16)
-  outputs.write_wav(str(tmp_path / "a.wav"), pcm)
+  outputs.write_bytes(str(tmp_path / "a.wav"), media.wav_bytes(pcm))
   np.testing.assert_array_equal(audio.read_wav_pcm16((tmp_path / "a.wav").read_bytes(), "a.wav"), pcm)
   outputs.write_audio_plot(str(tmp_path / "a.png"), np.stack([np.resize(pcm, 64), np.resize(pcm[::-1], 64)]))
   assert (tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

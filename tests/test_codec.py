@@ -18,6 +18,7 @@ from PIL import Image
 import pytest
 
 from ardm_jax import codec
+from ardm_jax.data import kinds as data_kinds
 from ardm_jax.cli import compress
 from ardm_jax.codec import coder
 from ardm_jax.codec import container
@@ -59,7 +60,7 @@ def _bundle(path, variant="", seed=0, event_shape=(TEXT_LEN,), batch_size=4):
   }
   meta = {
     "bundle_version": 1,
-    "kind": codec.data_kind(config),
+    "kind": data_kinds.of_data(config.data),
     "event_shape": list(event_shape),
     "num_classes": num_classes,
     "order": order.tolist(),

@@ -51,7 +51,7 @@ def _write_crafted(path, bundle, *, meta=None, config=None, params_bytes=None):
   meta = dict(bundle.meta if meta is None else meta) if not isinstance(meta, list) else meta
   if isinstance(meta, dict):
     meta.pop("fingerprint", None)
-    meta["fingerprint"] = codec._bundle_fingerprint(config_json, params_bytes, meta)
+    meta["fingerprint"] = codec.bundle_fingerprint(config_json, params_bytes, meta)
   (path / "config.json").write_bytes(config_json)
   (path / "params.msgpack").write_bytes(params_bytes)
   (path / "codec.json").write_text(json.dumps(meta))

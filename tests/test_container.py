@@ -16,6 +16,7 @@ import pytest
 
 from ardm_jax.codec import classic
 from ardm_jax import codec
+from ardm_jax.codec import kinds
 from ardm_jax.codec import coder
 from ardm_jax.codec import container
 from ardm_jax.core import likelihood
@@ -85,14 +86,14 @@ def test_auto_keeps_the_smallest_and_every_method_restores_the_file(text_bundle,
   for name, result in encoded.items():
     classic_best = min(n for m, n in result.sizes.items() if m != "ardm")
     assert len(result.blob) == min(result.sizes.values()) <= classic_best
-    assert set(result.sizes) == set(codec.CANDIDATES["text"])
+    assert set(result.sizes) == set(kinds.KINDS["text"].candidates)
     header = container.unpack(name, result.blob)[0]
     assert header.method == result.method
     # Never bigger than the best classic codec's bare output plus the header.
     bare = min(len(classic.encode_bytes(m, files[name])) for m in container.BYTE_METHODS)
     assert len(result.blob) <= bare + 32
   assert encoded["words.txt"].method != "ardm"
-  for method in codec.CANDIDATES["text"]:
+  for method in kinds.KINDS["text"].candidates:
     blobs = {n + ".ardm": e.blob for n, e in _encode(text_bundle, files, method=method).items()}
     assert {n + ".ardm": files[n] for n in files} == codec.decode_files(text_bundle, blobs)
 
@@ -102,7 +103,7 @@ def test_images_and_arrays_round_trip_under_every_method(tmp_path):
   rs = np.random.RandomState(1)
   rgb, gray = rs.randint(0, 256, (5, 7, 3), np.uint8), rs.randint(0, 256, (3, 9), np.uint8)
   files = {"rgb.png": _png(rgb, "RGB"), "gray.png": _png(gray, "L")}
-  for method in codec.CANDIDATES["image_rgb"]:
+  for method in kinds.KINDS["image_rgb"].candidates:
     encoded = _encode(bundle, files, method=method)
     decoded = codec.decode_files(bundle, {n + ".ardm": e.blob for n, e in encoded.items()})
     for name, pixels in (("rgb.png", rgb), ("gray.png", gray)):
@@ -111,7 +112,7 @@ def test_images_and_arrays_round_trip_under_every_method(tmp_path):
         assert restored == files[name]  # the PNG's own bytes
       np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(restored))), pixels)
   array = rs.randint(0, 256, (2, 4, 4, 3)).astype(np.int16)
-  for method in codec.CANDIDATES["array"]:
+  for method in kinds.KINDS["array"].candidates:
     (result,) = _encode(bundle, {"a.npy": _npy(array)}, method=method).values()
     restored = np.load(io.BytesIO(codec.decode_files(bundle, {"a.ardm": result.blob})["a.ardm"]))
     assert restored.dtype == array.dtype and np.array_equal(restored, array)
@@ -250,7 +251,7 @@ def test_info_prints_every_candidate_of_a_file_and_the_header_of_a_compressed_on
   _cli("info", f"--model={text_dir}", "--budget=3", tmp_path / "w.txt", tmp_path / "w.txt.ardm")
   lines = {line.split(" ")[0]: line for line in capsys.readouterr().out.splitlines()}
   candidates = lines[str(tmp_path / "w.txt")]
-  for method in codec.CANDIDATES["text"]:
+  for method in kinds.KINDS["text"].candidates:
     assert f"{method} " in candidates and " bpd" in candidates
   kept = candidates.split("auto keeps ")[1]
   header = lines[str(tmp_path / "w.txt.ardm") + ":"]

@@ -172,8 +172,8 @@ def test_text8_with_characters_outside_alphabet(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ data checks
-# The keys and values of the data section are checked by ardm_jax/training/config_schema.py (tests/test_config_errors.py);
-# the data modules check only what needs the data itself.
+# The keys and values of the data section are checked by ardm_jax/training/config_schema.py
+# (tests/test_config_errors.py); the data modules check only what needs the data itself.
 
 
 def test_too_few_patches_names_the_keys():

@@ -16,7 +16,6 @@ from ardm_jax import data
 from ardm_jax.training import experiment
 from ardm_jax.io import paths
 from ardm_jax import codec
-from ardm_jax.cli import compress
 from ardm_jax.training import train
 from ardm_jax.data import files
 from ardm_jax.data import text
@@ -357,7 +356,7 @@ def test_two_training_steps_on_text_files_then_a_codec_of_them(text_dir, tmp_pat
   assert int(state.step) == 2
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2"]
   # The workdir exports to a text codec (data.kind), which codes a file losslessly.
-  bundle = compress.export(None, str(tmp_path), str(tmp_path / "model"), ["2"], num_orders=1, order_rows=4)
+  bundle = codec.export(None, str(tmp_path), str(tmp_path / "model"), ["2"], num_orders=1, order_rows=4)
   assert bundle.kind == "text" and bundle.meta["batch_size"] == codec.DEFAULT_BATCH_SIZE
   text = b"a held out file of words"
   blob = codec.encode_files(bundle, {"f.txt": text}, 2, method="ardm")["f.txt"].blob

@@ -15,10 +15,13 @@ from scipy import stats
 
 from ardm_jax.training import checkpointing
 from ardm_jax import codec
+from ardm_jax.data import kinds as data_kinds
 from ardm_jax.training import experiment
 from ardm_jax.cli import generate
 from ardm_jax.training import inference
 from ardm_jax.core import conditional as infill
+from ardm_jax.data import conditions
+from ardm_jax.data.conditions import image_condition, text_condition
 from ardm_jax.core import likelihood
 from ardm_jax.core import orders
 from ardm_jax.core import plan_walk
@@ -228,11 +231,11 @@ def _png(pixels, mode=None):
 
 
 def test_text_inputs_mask_characters_and_continue_short_prompts():
-  condition = infill.text_condition(b"ab_ d\n", "p.txt", (8,), "text")
+  condition = conditions.text_condition(b"ab_ d\n", "p.txt", (8,), "text")
   np.testing.assert_array_equal(condition.known_E, [1, 1, 0, 1, 1, 0, 0, 0])
   np.testing.assert_array_equal(condition.x_known_E[condition.known_E], [1, 2, 0, 4])
-  assert infill.text_condition(b"a#b", "p", (4,), "text", mask_char="#").num_unknown == 2
-  condition = infill.text_condition(b"\x00_\xff", "p", (3,), "bytes")
+  assert conditions.text_condition(b"a#b", "p", (4,), "text", mask_char="#").num_unknown == 2
+  condition = conditions.text_condition(b"\x00_\xff", "p", (3,), "bytes")
   np.testing.assert_array_equal(condition.x_known_E[condition.known_E], [0, 255])
 
 
@@ -240,37 +243,37 @@ def test_image_inputs_take_a_mask_or_the_transparent_pixels():
   pixels = np.arange(4 * 4 * 3).reshape(4, 4, 3)
   mask = np.zeros((4, 4), np.uint8)
   mask[1:3, 2] = 200
-  condition = infill.image_condition(_png(pixels), "i.png", (4, 4, 3), _png(mask), "m.png")
+  condition = conditions.image_condition(_png(pixels), "i.png", (4, 4, 3), _png(mask), "m.png")
   np.testing.assert_array_equal(condition.known_E[..., 0], mask == 0)
   np.testing.assert_array_equal(condition.x_known_E[mask == 0], pixels[mask == 0])
   rgba = np.concatenate([pixels, np.full((4, 4, 1), 255)], axis=-1)
   rgba[0, 0, 3] = 0
-  condition = infill.image_condition(_png(rgba, "RGBA"), "a.png", (4, 4, 3))
+  condition = conditions.image_condition(_png(rgba, "RGBA"), "a.png", (4, 4, 3))
   assert condition.num_unknown == 3 and not condition.known_E[0, 0].any()
-  gray = infill.image_condition(_png(pixels[..., 0]), "g.png", (4, 4, 3), _png(mask), "m.png")
+  gray = conditions.image_condition(_png(pixels[..., 0]), "g.png", (4, 4, 3), _png(mask), "m.png")
   np.testing.assert_array_equal(gray.x_known_E[0, 0], [0, 0, 0])
 
 
 @pytest.mark.parametrize(
   "make, message",
   [
-    (lambda: infill.text_condition(b"abcdefghi", "p.txt", (8,), "text"), "p.txt: 9 characters, but the model's rows"),
-    (lambda: infill.text_condition(b"Ab_!", "p.txt", (8,), "text"), r"2 known characters outside .*'A' at 0, '!' at 3"),
-    (lambda: infill.text_condition(b"abcdefgh", "p.txt", (8,), "text"), "p.txt: nothing unknown"),
-    (lambda: infill.text_condition(b"ab", "p.txt", (8,), "text", mask_char="__"), "must be one ASCII character"),
+    (lambda: text_condition(b"abcdefghi", "p.txt", (8,), "text"), "p.txt: 9 characters, but the model's rows"),
+    (lambda: text_condition(b"Ab_!", "p.txt", (8,), "text"), r"2 known characters outside .*'A' at 0, '!' at 3"),
+    (lambda: text_condition(b"abcdefgh", "p.txt", (8,), "text"), "p.txt: nothing unknown"),
+    (lambda: text_condition(b"ab", "p.txt", (8,), "text", mask_char="__"), "must be one ASCII character"),
     (
-      lambda: infill.image_condition(_png(np.zeros((4, 4, 3))), "i.png", (4, 4, 3), _png(np.ones((4, 5))), "m.png"),
+      lambda: image_condition(_png(np.zeros((4, 4, 3))), "i.png", (4, 4, 3), _png(np.ones((4, 5))), "m.png"),
       "m.png: the mask is 5x4 pixels, the image i.png is 4x4",
     ),
-    (lambda: infill.image_condition(_png(np.zeros((4, 3, 3))), "i.png", (4, 4, 3)), "the image is 3x4 pixels"),
-    (lambda: infill.image_condition(_png(np.zeros((4, 4, 3))), "i.png", (4, 4, 3)), "i.png: nothing unknown"),
+    (lambda: image_condition(_png(np.zeros((4, 3, 3))), "i.png", (4, 4, 3)), "the image is 3x4 pixels"),
+    (lambda: image_condition(_png(np.zeros((4, 4, 3))), "i.png", (4, 4, 3)), "i.png: nothing unknown"),
     (
-      lambda: infill.image_condition(_png(np.zeros((4, 4, 3))), "i.png", (4, 4, 3), _png(np.zeros((4, 4))), "m.png"),
+      lambda: image_condition(_png(np.zeros((4, 4, 3))), "i.png", (4, 4, 3), _png(np.zeros((4, 4))), "m.png"),
       "m.png: nothing unknown",
     ),
     (lambda: infill.plan_unknown(np.ones((1, 8)), 6, 3), r"a budget of 6 network calls, but there are 5 unknown"),
     (lambda: infill.plan_unknown(np.ones((1, 8)), 0, 3), r"use 1..5"),
-    (lambda: infill.load_condition("", "m.png", "image", (4, 4, 3)), "needs the image it masks"),
+    (lambda: conditions.load_condition("", "m.png", "image", (4, 4, 3)), "needs the image it masks"),
   ],
 )
 def test_bad_inputs_are_one_line_errors(make, message):
@@ -297,7 +300,7 @@ def _bundle(path, variant, event_shape, step_losses=True):
   num_variables = int(np.prod(event_shape))
   meta = {
     "bundle_version": 1,
-    "kind": codec.KINDS[config.data.name],
+    "kind": data_kinds.of_data(config.data),
     "event_shape": list(event_shape),
     "num_classes": num_classes,
     "order": [np.random.RandomState(0).permutation(num_variables).tolist()],
@@ -312,12 +315,19 @@ def _bundle(path, variant, event_shape, step_losses=True):
   return path
 
 
+def _generate_cli(*args):
+  """Runs the generate command line in this process, its flags parsed as absl would."""
+  argv = generate.FLAGS(["generate", *map(str, args)])
+  try:
+    generate.main(argv)
+  finally:
+    generate.FLAGS.unparse_flags()
+
+
 def test_command_line_infills_a_text_and_says_what_it_planned(tmp_path, capsys):
   model = _bundle(tmp_path / "text", "", (8,))
   (tmp_path / "in.txt").write_bytes(b"a_c_e")
-  generate.main(
-    [f"--model={model}", "--budget=2", "--num_samples=3", str(tmp_path / "in.txt"), "-o", str(tmp_path / "out.txt")]
-  )
+  _generate_cli(f"--model={model}", "--budget=2", "--num_samples=3", tmp_path / "in.txt", "-o", tmp_path / "out.txt")
   lines = (tmp_path / "out.txt").read_text().splitlines()
   # 6 unknown steps (2 masked, 3 continued), losses L_2..L_7 planned with 2 calls.
   planned = planner.plan_remaining(np.linspace(0.3, 0.05, 8), 2, 3).cost * 8 / 5
@@ -327,10 +337,10 @@ def test_command_line_infills_a_text_and_says_what_it_planned(tmp_path, capsys):
   )
   assert "3 samples, 2 network calls" in capsys.readouterr().out
   with pytest.raises(infill.InfillError, match="a budget of 6 network calls, but there are 5 unknown steps"):
-    generate.main([f"--model={model}", "--budget=6", str(tmp_path / "in.txt"), "-o", str(tmp_path / "o.txt")])
+    _generate_cli(f"--model={model}", "--budget=6", tmp_path / "in.txt", "-o", tmp_path / "o.txt")
   old = _bundle(tmp_path / "old", "", (8,), step_losses=False)
-  with pytest.raises(infill.InfillError, match="no tracked step losses .* export it again"):
-    generate.main([f"--model={old}", "--budget=2", "-o", str(tmp_path / "o.txt")])
+  with pytest.raises(codec.CodecError, match="no tracked step losses .* export it again"):
+    _generate_cli(f"--model={old}", "--budget=2", "-o", tmp_path / "o.txt")
 
 
 def test_command_line_inpaints_an_image_and_writes_a_grid(tmp_path):

@@ -1,12 +1,16 @@
 """The quickstart demo learns: a shortened run on the embedded text ends far below the uniform bound."""
 
 import glob
+import io
 import importlib
 import math
 import os
 
 import numpy as np
 
+from ardm_jax import codec
+from ardm_jax.codec import container
+from ardm_jax.codec import test_points
 from ardm_jax.training import inference
 from ardm_jax.training import train
 
@@ -36,13 +40,20 @@ def test_quickstart_learns_plans_and_samples(tmp_path):
   assert samples.shape == (config.sample.num_samples, config.data.seq_len)
   assert samples.min() >= 0 and samples.max() <= 26  # No absorbing token (27) is left in a finished sample.
 
-  result = inference.compress(config, workdir)
+  result = test_points.compress(config, workdir)
   num_variables = config.data.seq_len
   # rANS codes within the model's -log2 q plus the 32-bit checksum and < 64 bits of flush per message.
   assert result["model_bpd"] <= result["compressed_bpd"] <= result["model_bpd"] + 96 / num_variables, result
-  messages = sorted(glob.glob(os.path.join(workdir, "compressed", "*.ardm")))
-  assert len(messages) == config.compress.num_examples
-  assert all(os.path.getsize(m) * 8 <= (HELDOUT_BOUND + 3.5) * num_variables for m in messages)
+  files = sorted(glob.glob(os.path.join(workdir, "compressed", "*.ardm")))
+  assert len(files) == config.compress.num_examples
+  # The files are the container the codec's command line decodes, with the workdir's bundle.
+  bundle = codec.load_bundle(os.path.join(workdir, "compressed", "bundle"))
+  decoded = codec.decode_files(bundle, {f: open(f, "rb").read() for f in files})
+  for f in files:
+    point = np.load(io.BytesIO(decoded[f]))
+    assert point.shape == (num_variables,) and point.max() <= 26
+    payload = container.unpack(f, open(f, "rb").read())[1]
+    assert len(payload) * 8 <= (HELDOUT_BOUND + 3.5) * num_variables
 
 
 def test_a_short_run_plans_with_the_seen_steps_and_says_so(tmp_path):

@@ -1,34 +1,7 @@
-"""Lossless compression with an ARDM and rANS (arXiv 2110.02037: lossless compression), batched over many rows.
+"""Lossless compression with an ARDM and rANS (arXiv 2110.02037), batched over many rows, one stream per file:
+rows are coded along a fixed order per stage and a plan, with bitwise the same integer probabilities on both sides.
 
-Rows x [N, *event] are coded along one fixed order per stage and a plan (plan_walk.py). Rows belong to
-streams (e.g. every row of one file): each stream is one message, so the fixed overhead is paid once per
-stream. The decoder runs the planned calls in order: call i of stage s sees the variables decoded so far and
-decodes every variable with starts[i] <= sigma < starts[i+1] (by rank), as its child number among the children
-of its stage-s value. Every call is one network call per group of `batch_size` rows, for all rows of all streams
-at once. The encoder knows x, so it runs the same calls on the same inputs first and then pushes the symbols
-onto each stream's ANS stack in reverse (constriction's AnsCoder is last in, first out). The code length is
--log2 q(x) of the plan's model (likelihood.py) plus the smoothing and quantisation cost and a constant overhead.
-
-A logistic-mixture output (16-bit audio: K = 65,536 children of one value) is coded digit by digit
-(`_digits`: two bytes), each digit a categorical over at most 256 runs of classes whose probabilities are the
-mixture's interval probabilities: the same model, P(k) = P(high) P(low | high), with no K-wide table. The encoder
-keeps only the mixture parameters of every call and recomputes the digit frequencies while pushing.
-
-Positions marked `fixed` (padding of a partial last row or of an image edge) are not coded: both sides know
-their values, and the network sees them as known from the first call.
-
-Exactness: the decoder must use bitwise the same integer probabilities as the encoder. Both sides walk the plan
-with the same code (`_walk`) and call the network on the same padded groups of rows (the last group padded with
-a constant row), so every network input, and so every output, is bitwise equal on one platform and software
-stack; `quantized_probabilities` turns them into integer frequencies with float64 numpy. The frequencies f
-reach constriction as the floats f - 1, for which its fast quantisation (cdf(k) = floor(sum_{j<k} w_j * scale)
-+ k, scale = (2^24 - C) / sum(w) = 1) reproduces f exactly.
-
-Message: uint32 words [crc32, *ans_words]. The CRC covers the ANS words and the decoder's settings (process,
-shape, order, plan, eps, the stream's rows and fixed positions), so a corrupted or truncated message, or one
-decoded with other settings, raises ValueError before any network call. Overhead over the ideal
-sum(-log2 f / 2^24): 32 header bits plus the ANS flush and word rounding (-3..+55 bits measured on 3000
-random messages, < 64).
+Design notes (stream layout, digits of a mixture, exactness, overheads): docs/design.md#coder.
 """
 
 import dataclasses
@@ -153,9 +126,9 @@ def _digits(num_children: int) -> tuple[int, int]:
 @functools.partial(jax.jit, static_argnames=("num_classes", "base"))
 def _digit_log_probs(params_Nx3M, coarse_N, first_N, num_children_N, stride_N, group_end_N, span, *, num_classes, base):
   """(float32 [N, base] log-probabilities of the digit's runs, bool [N, base] the runs that are not empty)."""
-  edges_NxB1 = plan_walk.run_edges(coarse_N, first_N, span, base, num_children_N, stride_N, group_end_N)
-  log_probs = distributions.partition_log_probs(params_Nx3M, edges_NxB1, num_classes)
-  return log_probs, edges_NxB1[:, 1:] > edges_NxB1[:, :-1]
+  edges_NxR1 = plan_walk.run_edges(coarse_N, first_N, span, base, num_children_N, stride_N, group_end_N)
+  log_probs = distributions.partition_log_probs(params_Nx3M, edges_NxR1, num_classes)
+  return log_probs, edges_NxR1[:, 1:] > edges_NxR1[:, :-1]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

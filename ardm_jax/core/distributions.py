@@ -1,14 +1,6 @@
-"""Output distributions over K ordered classes: the discretized logistic mixture (arXiv 2110.02037, section 5:
-the SC09 OA-ARDM's output distribution; PixelCNN++, Salimans et al. 2017, arXiv 1701.05517, section 2.1).
-
-Class k in 0..K-1 is the bin of width 2 / (K - 1) centred at c_k = 2k / (K - 1) - 1 in [-1, 1]; the first and
-the last bin reach out to -inf and +inf, so the bin probabilities of one component telescope to exactly 1. A
-mixture of M logistics has 3M parameters per variable, laid out [weight logits (M), means (M), log-scales (M)]:
-
-  P(k) = sum_m softmax(w)_m * (sigmoid((c_k + h - mu_m) / s_m) - sigmoid((c_k - h - mu_m) / s_m)),  h = 1/(K-1).
-
-`interval_log_prob` gives log P(lo <= x <= hi) of any run of classes without materialising the K bins (the
-training objective of a 65,536-class model), `class_log_probs` all K at once (the coder, small K).
+"""Output distributions over K ordered classes: the discretized logistic mixture (arXiv 2110.02037, section 5;
+PixelCNN++). 3M parameters per variable, laid out [weight logits (M), means (M), log-scales (M)]; class k is the bin
+centred at 2k / (K - 1) - 1 in [-1, 1]. Design notes: docs/design.md#distributions
 """
 
 import jax
@@ -88,7 +80,7 @@ def interval_log_prob(params_BxEx3M: jax.Array, lo_BxE: jax.Array, hi_BxE: jax.A
   return jax.nn.logsumexp(log_weights + log_p, axis=-1)
 
 
-def partition_log_probs(params_Nx3M: jax.Array, edges_NxE: jax.Array, num_classes: int) -> jax.Array:
+def partition_log_probs(params_Nx3M: jax.Array, edges_NxR1: jax.Array, num_classes: int) -> jax.Array:
   """float32 [N, E-1]: log P(edges[i] <= x < edges[i+1]) of every row's mixture, for E-1 consecutive runs of
   classes (edges int, nondecreasing in 0..K; an empty run gets a negligible, finite log-probability).
 
@@ -97,7 +89,7 @@ def partition_log_probs(params_Nx3M: jax.Array, edges_NxE: jax.Array, num_classe
   over a minor axis of M ~ 10-30 is 3-4x slower on a CPU).
   """
   log_weights, means, log_scales = (a.T[:, :, None] for a in split_params(params_Nx3M))  # [M, N, 1]
-  edges = edges_NxE[None]  # [1, N, E]
+  edges = edges_NxR1[None]  # [1, N, R + 1]
   x = (_edge(edges.astype(jnp.float32), num_classes) - means) * jnp.exp(-log_scales)  # [M, N, E], logistic units
   half_log_cosh = _log_cosh(0.5 * x)
   upper, lower = x[..., 1:], x[..., :-1]

@@ -1,9 +1,6 @@
-"""Exact log-likelihood of data under fixed orders and a plan: one network call per planned step.
-
-With a stage's plan starts [n], call i sees the variables with sigma < starts[i] and scores every variable with
-starts[i] <= sigma < starts[i+1] with its own log-probs (plan_walk.py). This is the log-probability of the
-model that the parallel sampler (sampler.py) samples from, and the cost a lossless coder pays (arXiv
-2110.02037: lossless compression). With starts = arange(D) it is the model's exact log p(x) for those orders.
+"""Exact log-likelihood of data under fixed orders and a plan, one network call per planned step: the log-probability
+of the model the parallel sampler samples from, and the cost a lossless coder pays. With starts = arange(D) it is the
+model's exact log p(x) for those orders. Design notes: docs/design.md#likelihood
 """
 
 import jax

@@ -1,10 +1,6 @@
-"""The ARDM training objective (arXiv 2110.02037, sections 3 and 4.1): a one-step, unbiased estimate of the ELBO.
-
-For an order sigma and a 0-based step t of stage s, the network sees the variables with sigma < t at their
-stage-(s+1) value and the others at their stage-s value, and predicts the stage-(s+1) value of all the others
-at once; log_px sums their log-likelihoods and D / (D - t) * log_px is an unbiased estimate (over t) of that
-stage's ELBO. The OA-ARDM is the one-stage case (stage 0 shows the absorbing value). Losses are reported in
-bits per dimension.
+"""The ARDM training objective (arXiv 2110.02037, sections 3 and 4.1): a one-step, unbiased estimate of the ELBO,
+D / (D - t) * log_px for an order sigma and a 0-based step t of stage s; losses in bits per dimension.
+Design notes: docs/design.md#objective
 """
 
 import math

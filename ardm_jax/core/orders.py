@@ -1,8 +1,6 @@
-"""Generation orders, step sampling and masks for order-agnostic ARDMs.
-
-An order is stored as ranks: `sigma[b, i]` is the step at which variable i of example b is generated, so
-`sigma[b]` (flattened) is a permutation of 0..D-1. At step t the variables with `sigma < t` are known and
-the ones with `sigma >= t` are still to be generated (arXiv 2110.02037: the order-agnostic objective, 0-based t).
+"""Generation orders, step sampling and masks for order-agnostic ARDMs. An order is stored as ranks: `sigma[b, i]` is
+the step at which variable i of example b is generated; at step t the variables with `sigma < t` are known.
+Design notes: docs/design.md#orders
 """
 
 import math

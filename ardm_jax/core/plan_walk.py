@@ -1,18 +1,6 @@
-"""One walk over a plan, shared by sampling, the fixed-order likelihood and the coder
-(arXiv 2110.02037: parallel generation, lossless compression).
-
-An ARDM generates its variables in S stages; stage s refines every variable's stage-s value to its
-stage-(s+1) value, one planned call at a time. A plan gives per stage the starts [n] of its calls: call i of
-stage s sees the variables with sigma < starts[i] at their stage-(s+1) value and the others at their stage-s
-value, and refines every variable with starts[i] <= sigma < starts[i+1] at once. The network gets the global
-step s * D + starts[i].
-
-The OA-ARDM (arXiv 2110.02037, section 3) is the one-stage case: its single stage refines "nothing known" to
-the K classes, its "direct" outputs are the K classes themselves (every class a child of the constant stage-0
-value), and the network is shown the absorbing value for a variable that is not known yet. Upscale ARDMs
-(section 4.1) are the S-stage case with upscale.Transitions. Every refinement is a choice among a variable's
-children (upscale.Transitions.valid_children), so the four walks share one step: the network input from the
-current values, one network call, and the log-probabilities over the children of every variable.
+"""One walk over a plan, shared by sampling, the fixed-order likelihood and the coder (arXiv 2110.02037): call i of
+stage s sees sigma < starts[i] at stage-(s+1) values, the others at stage-s values, refines every variable with
+starts[i] <= sigma < starts[i+1], and gives the network step s * D + starts[i]. Design notes: docs/design.md#plan_walk
 """
 
 import dataclasses
@@ -291,8 +279,8 @@ def refined_log_prob(process: Process, outputs_BxExO, x_BxE, coarse_BxE, stage):
   if process.num_mixtures:
     return mixture_refined_log_prob(process, outputs_BxExO, x_BxE, stage)
   tr, parametrisation = process.transitions, process.parametrisation
-  log_probs_BxExC = upscale.next_state_log_probs(tr, outputs_BxExO, coarse_BxE, stage, parametrisation)
-  return upscale.refined_log_prob(tr, log_probs_BxExC, x_BxE, stage, parametrisation)
+  log_probs_BxExG = upscale.next_state_log_probs(tr, outputs_BxExO, coarse_BxE, stage, parametrisation)
+  return upscale.refined_log_prob(tr, log_probs_BxExG, x_BxE, stage, parametrisation)
 
 
 def step_log_px(process: Process, logits_fn: LogitsFn, x_BxE, sigma_BxE, t, stage):

@@ -1,43 +1,6 @@
-"""Budget planner: the cheapest way to generate D steps with `budget` network calls
-(arXiv 2110.02037: parallel generation).
-
-Call i of a plan generates the steps starts[i] .. starts[i+1]-1 (the last call up to D-1) at once, all
-conditioned on the first starts[i] steps, and so costs about (starts[i+1] - starts[i]) * L[starts[i]] bits.
-With the step losses L sorted in descending order (sort_step_losses) the planner solves exactly
-
-    min over 0 = p_0 < p_1 < ... < p_{B-1} < p_B = D  of  sum_i (p_{i+1} - p_i) * L[p_i].
-
-Layered DP (the paper's): C_0 = [0, inf, ..., inf]; C_k[t] = min_{s<t} C_{k-1}[s] + (t - s) L[s] is the best
-cost of generating steps 0..t-1 with exactly k calls (inf if t < k); plan(L, B).cost = C_B[D], and the
-starts come from the argmins. Evaluating every (t, s) pair costs O(D^2) per layer, O(D^3) for all budgets.
-
-Speed-up (exact). Write M_k[t, s] = C_{k-1}[s] + (t - s) L[s] (inf for s >= t). For rows t < t' and columns
-s < s' with all four entries finite,
-    M[t, s] + M[t', s'] - M[t, s'] - M[t', s] = (t - t') (L[s] - L[s']) <= 0
-because L is non-increasing: M is Monge. (Finite entries form a staircase: s >= k-1 from C_{k-1}, s < t.)
-Hence the leftmost row argmins a(t) are non-decreasing in t: if a(t') < a(t) for t < t', the four entries
-at columns a(t') < a(t) are finite (a(t') < a(t) < t < t'), and Monge gives
-M[t, a(t')] - M[t, a(t)] <= M[t', a(t')] - M[t', a(t)] <= 0, so a(t') would tie at row t left of the
-leftmost argmin a(t), a contradiction. So once a(x) and a(y) are known for rows x < y, every row in between
-has its leftmost argmin in the column window [a(x), a(y)], and the leftmost minimum of that window is the
-leftmost minimum of the whole row. `_solve_layer` uses this as a divide and conquer with a static,
-vectorised schedule: level 0 solves q evenly spaced rows over all columns; each level then splits every
-interval of unsolved rows with q more rows, all intervals and rows at once, each interval scanning only its
-window [a(left bound), a(right bound)]. Neighbouring windows share at most one column, so a level scans
-about D + #intervals columns (times q rows) and a layer takes O(D q log_{q+1} D) work in a few
-(log_{q+1} D) dependent steps, instead of D^2. Rows t < k (infeasible) get the window's left end as their
-argmin, which keeps the argmins monotone. Plans are rebuilt from the stored argmins, so they have exactly
-`budget` strictly increasing starts.
-
-Precision: the DP runs in float64 inside a scoped `jax.enable_x64(True)` (the library default stays
-float32). Every candidate is C[s] + (t - s) * L[s] with an exact integer t - s, so candidates are rounded as
-in the reference DP. When these sums are exact (e.g. float32 inputs of similar magnitude, or ties and zeros)
-M is exactly Monge and the result is exactly the DP optimum; otherwise it is within float64 rounding
-(~1e-16 relative per operation) of it, and windows stay well formed (argmins are clipped to their window
-and made monotone by a cummax) even if rounding of a near-tie were to break the Monge order.
-
-Use: host functions, numpy in and out. The budget is a traced value, so plan and plan_all share one
-compilation per D. benchmarks/planner.py times them against the paper's O(D^3) DP.
+"""Budget planner (arXiv 2110.02037: parallel generation): the cheapest way to generate D steps with `budget` calls,
+exactly min over 0 = p_0 < ... < p_B = D of sum_i (p_{i+1} - p_i) * L[p_i], L sorted descending (sort_step_losses).
+Host functions, numpy in and out; plan and plan_all share one compilation per D. Design notes: docs/design.md#planner
 """
 
 import functools

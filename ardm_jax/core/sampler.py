@@ -1,10 +1,6 @@
-"""Sampling from an ARDM under a plan of network calls (arXiv 2110.02037: parallel generation).
-
-A plan is its starts [n] (or [S, n], one per stage): 0 = starts[0] < ... < starts[n-1] < D. Call i of a stage
-sees the variables with sigma < starts[i] and draws every variable with starts[i] <= sigma < starts[i+1] at
-once, each independently from that call's categorical over its children (plan_walk.py). starts = arange(D) is
-plain sequential sampling (D calls per stage). Each example has its own random order per stage. The calls run
-in lax.fori_loops, so a jitted sampler compiles once per number of calls and takes the starts as data.
+"""Sampling from an ARDM under a plan of network calls (arXiv 2110.02037: parallel generation): starts [n] or [S, n],
+0 = starts[0] < ... < starts[n-1] < D; starts = arange(D) is sequential sampling. A jitted sampler compiles once per
+number of calls and takes the starts as data. Design notes: docs/design.md#sampler
 """
 
 import math

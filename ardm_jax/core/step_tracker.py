@@ -1,8 +1,6 @@
-"""Exponential moving averages of the per-step losses L_t, the input of the budget planner.
-
-There is one entry per global generation step (S * D of them: stage * D + t). The training loss reports for
-every example its step and L_t = -log_px / ((D - t) D ln 2) (objective.loss_terms 'step_loss'); averaged over
-training, sum_t L_t is the model's bits/dim.
+"""Exponential moving averages of the per-step losses L_t, the input of the budget planner: one entry per global step
+(S * D of them: stage * D + t), L_t = -log_px / ((D - t) D ln 2), so sum_t L_t is the model's bits/dim.
+Design notes: docs/design.md#step_tracker
 """
 
 from typing import NamedTuple

@@ -1,19 +1,6 @@
-"""Depth-upscaling ARDMs (arXiv 2110.02037): S coarse-to-fine stages, each an OA-ARDM over all D variables.
-
-A `Transitions` says what every class looks like at every stage. The stage-s value of class k is the smallest
-class of its stage-s group, so all values stay in 0..K-1 (the network input vocabulary is the data's):
-  - stage 0: one group, every variable shows 0 ("nothing known");
-  - stage S: every class is its own group, the value is the class itself;
-  - every stage-(s+1) group lies inside one stage-s group (each stage refines the previous one).
-Base-b digits: the stage-s value is (x // b^(S-s)) * b^(S-s), so stage s reveals the s-th most significant
-digit. text8: stage 1 shows space (0) / vowel (1 = 'a') / consonant (2 = 'b'), stage 2 the letter.
-
-Stage s predicts each variable's stage-(s+1) value given every variable's stage-s value and the stage-(s+1)
-values of the variables with sigma < t. Two parametrisations of that prediction:
-  - "direct": C = max_branching logits, one per child of the variable's current group (children ordered by
-    value); children that do not exist (e.g. stage 0 of text8 has 3 of 21) get probability 0.
-  - "data": K logits over the fine classes, renormalised over the classes inside the current group; the
-    probability of a stage-(s+1) value is the total over its classes.
+"""Depth-upscaling ARDMs (arXiv 2110.02037): S coarse-to-fine stages, each an OA-ARDM over all D variables. The
+stage-s value of class k is the smallest class of its stage-s group, so all values stay in 0..K-1; parametrisations
+"direct" (one logit per child) and "data" (K logits renormalised over the group). Design notes: docs/design.md#upscale
 """
 
 import dataclasses

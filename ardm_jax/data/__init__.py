@@ -1,21 +1,6 @@
-"""Data pipelines: deterministic, step-indexed datasets of int32 arrays (no model knowledge).
-
-`make_dataset(config.data)` returns a `Dataset` (see dataset.py for the batching rules): the global training
-batch at a step is a pure function of (data.seed, step), so the train step is the data position.
-
-The data section's keys per source, their defaults and their allowed values are those of configs/common.py
-(`image_data`, `text_data`, `files_data`) and ardm_jax/training/config_schema.py, which validates them before a run; this module
-takes the values as they are and checks only what needs the files (a readable zip, enough text or patches).
-  name: 'cifar10' | 'text8' | 'embedded_text' | 'embedded_bytes' (raw bytes, K=256) | 'embedded_images' |
-    'files' (your own files, all of one data.kind: 'text', 'bytes' or 'images'; see files.py) |
-    'sc09' (16-bit spoken digits, K=65536; path: the extracted Speech Commands folder) | 'embedded_audio'
-    (synthesised vowels, clip_len samples per clip; see audio.py).
-  seed: seeds the epoch permutations and the per-row crops/augmentations (every source).
-  seq_len, eval_split: text sources; path: text8 and files (local, ~/... or gs://).
-  tfds_data_dir, download: cifar10; augment: image sources; image_size, downscale: embedded_images.
-  kind, test_fraction: files (with seq_len for kind 'text' / 'bytes', image_size and augment for 'images').
-The sources do not download anything except cifar10 with download=True. TensorFlow is imported only when a
-cifar10 dataset is made.
+"""Data pipelines: deterministic, step-indexed int32 datasets (no model knowledge). `make_dataset(config.data)` returns
+a `Dataset` whose global training batch at a step is a pure function of (data.seed, step); nothing downloads except
+cifar10 with download=True. Design notes: docs/design.md#data
 """
 
 from typing import Any, Mapping
@@ -27,9 +12,8 @@ from ardm_jax.data import text
 from ardm_jax.data.dataset import Dataset
 from ardm_jax.data.text import decode, encode
 
-__all__ = ["Dataset", "make_dataset", "encode", "decode", "audio", "AUDIO_SOURCES"]
+__all__ = ["Dataset", "make_dataset", "encode", "decode", "audio"]
 
-AUDIO_SOURCES = ("sc09", "embedded_audio")  # 16-bit clips, K = 65536 (audio.py)
 
 
 def make_dataset(data: Mapping[str, Any]) -> Dataset:

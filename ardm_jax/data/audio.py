@@ -1,33 +1,14 @@
-"""Audio sources: SC09 (16 kHz, 16-bit spoken digits; arXiv 2110.02037, section 5) and the built-in
-`embedded_audio` (synthesised vowels, no download).
-
-Both are finite sets of 16-bit mono clips batched by `dataset.Dataset`, D = samples per clip, K = 65,536. The
-class of a sample is its int16 value in offset binary, k = sample + 32768 (class 0 = -32768, 32768 = silence,
-65535 = 32767), so class order is amplitude order, as the discretized logistic mixture needs; `to_pcm16` is
-the inverse.
-
-sc09: the digits zero..nine of Speech Commands (Warden 2018, arXiv 1804.03209), read from the extracted
-archive (data.path = the folder holding zero/, one/, ..., validation_list.txt and testing_list.txt; local, ~/...
-or gs://). Its splits are the dataset's own: a clip listed in testing_list.txt is 'test', in
-validation_list.txt 'valid', every other digit clip 'train'. Clips are padded with silence (class 32768) at
-the end to 16000 samples (1 s). tensorflow-datasets' `speech_commands` cannot serve here: it labels the
-digits '_unknown_' (its classes are the ten command words, silence and unknown), so SC09 is not selectable in it.
-Every host reads the whole set and keeps its own rows of each batch (dataset.Dataset), as for CIFAR-10.
-
-embedded_audio: 200 clips synthesised by a source-filter model, deterministic (numpy only): a glottal pulse
-train (pitch 90..250 Hz, gliding) through three formant resonators of two successive vowels (Peterson and
-Barney 1952 averages), under a rise-hold-fall envelope with a little noise. Speech-like, not speech: nothing
-recorded ships with the installed packages or the OS image (the only WAVs there are Python's test plucks).
-Clip k is a test clip iff k % 10 == 0.
+"""Audio sources: SC09 (16 kHz, 16-bit spoken digits; arXiv 2110.02037, section 5) and the built-in `embedded_audio`
+(synthesised vowels, no download). D = samples per clip, K = 65,536; class k = int16 sample + 32768 (offset binary,
+32768 = silence), so class order is amplitude order; `to_pcm16` is the inverse. Design notes: docs/design.md#audio
 """
 
-import io
-import wave
 
 import numpy as np
 
 from ardm_jax.io import paths
 from ardm_jax.data import dataset
+from ardm_jax.data import media
 
 NUM_CLASSES = 65536
 SAMPLE_RATE = 16000
@@ -54,20 +35,9 @@ def to_pcm16(classes: np.ndarray) -> np.ndarray:
   return (np.asarray(classes, np.int32) - 32768).astype(np.int16)
 
 
-def read_wav(raw: bytes, name: str) -> tuple[int, int, int, bytes]:
-  """(channels, bytes per sample, sample rate, frames) of a PCM WAV file's bytes; ValueError naming `name` if
-  Python's wave module cannot read it."""
-  try:
-    with wave.open(io.BytesIO(raw), "rb") as w:
-      return w.getnchannels(), w.getsampwidth(), w.getframerate(), w.readframes(w.getnframes())
-  except (wave.Error, EOFError, RuntimeError) as error:  # RuntimeError: a chunk size past the end
-    why = error or "a chunk runs past the end of the file"
-    raise ValueError(f"{name}: not a readable PCM WAV file ({why})") from None
-
-
 def read_wav_pcm16(raw: bytes, name: str) -> np.ndarray:
   """int16 [n] samples of a mono 16-bit 16 kHz WAV file's bytes; ValueError naming `name` otherwise."""
-  channels, width, rate, frames = read_wav(raw, name)
+  channels, width, rate, frames = media.read_wav(raw, name)
   if (channels, width, rate) != (1, 2, SAMPLE_RATE):
     raise ValueError(
       f"{name}: {channels} channel(s), {8 * width} bit, {rate} Hz; SC09 clips are mono 16-bit {SAMPLE_RATE} Hz"

@@ -1,18 +1,6 @@
-"""Step-indexed batching over a finite set of examples, shared by every data source.
-
-Training: the global batch at `step` is a pure function of (seed, step), so the data position of a run is its
-train step and resuming needs no iterator state. Global row r of the batch at `step` (batch size B) is the
-example at position p = step * B + r of an endless stream that walks the N training examples in a fresh random
-permutation per epoch (epoch p // N, permutation seeded by (seed, epoch)). Every epoch therefore visits each
-example exactly once, also when B does not divide N (a batch may then straddle two epochs).
-
-Per-row randomness (text crops, image flips/rotations) is one 63-bit integer per global row, drawn as a vector
-of length B from an rng seeded by (seed, step). A process draws the whole vector and keeps its own rows, so the
-rows it builds are exactly the rows a single-process run builds for the same global positions.
-
-Evaluation: the eval split is cut into global batches of batch_size * process_count rows; process p gets the
-p-th contiguous block of batch_size rows of each. Rows past the end are zeros with weight 0, and every process
-yields the same number of batches, so cross-process collectives line up.
+"""Step-indexed batching over a finite set of examples, shared by every data source: the global batch at `step` is a
+pure function of (seed, step), every epoch visits each example once, and a process builds exactly the rows a
+single-process run builds for the same global positions. Design notes: docs/design.md#dataset
 """
 
 import dataclasses

@@ -1,26 +1,6 @@
-"""The `files` source: a model of your own files, all of one kind (`data.kind`), for a codec of that kind.
-
-data.path names a folder (read recursively) or a glob such as `~/notes/*.txt` or `gs://bucket/photos/*.png`;
-names that start with '.' (hidden files and folders) are skipped. The files are sorted by their name relative
-to the folder (for a glob: to its last folder before the first wildcard), which is also what the split hashes.
-
-Split by file: a file is an eval file iff u(name) < data.test_fraction, u(name) = the first 8 bytes of
-SHA-256(name) as a fraction of 2**64. Adding or removing a file therefore moves no other file between the
-splits. If no file (or every file) falls below the fraction, the file of lowest (highest) u goes to eval
-(train), so any two or more files give both splits at least one file.
-
-Kinds:
-  text: each file decoded as UTF-8 and cleaned like text8 (text.clean_text), K = 27; bytes: the raw bytes of
-    each file, K = 256. Each split is its files' ids concatenated in name order (text: joined by one space),
-    then batched exactly like text8 (text.text_dataset: random seq_len crops of aligned 1000-id chunks of the
-    train stream; eval: consecutive seq_len chunks of the eval stream).
-  images: PNG files, RGB or grayscale (coded as three equal channels, as the image codec does), K = 256.
-    Eval examples are the non-overlapping image_size patches of the eval images (images.patches, edges
-    dropped) in (file, row, column) order. The training set has one example per such patch of the training
-    images (so a file weighs by its area); example i names its image, and its row is a uniformly random
-    image_size crop of that image: with b = the row's random bits >> 3 and n_top = H - image_size + 1,
-    top = b % n_top, left = (b // n_top) % (W - image_size + 1); with data.augment, bits 0-2 then pick one of
-    the 8 dihedral transforms (images.random_dihedral).
+"""The `files` source: a model of your own files, all of one kind (`data.kind`), for a codec of that kind. A file is an
+eval file iff a hash of its name falls below data.test_fraction, so adding or removing a file moves no other file
+between the splits. Design notes: docs/design.md#files
 """
 
 import hashlib
@@ -172,13 +152,13 @@ def random_image_crops(train_images: list[np.ndarray], size: int, augment: bool)
   """Row transform: image ids [b], random bits uint64 [b] -> uint8 [b, size, size, 3] crops (see above)."""
 
   def crop(ids_B: np.ndarray, row_bits_B: np.ndarray) -> np.ndarray:
-    crops_BxSxSx3 = np.empty((len(ids_B), size, size, 3), np.uint8)
+    crops_BxPxPx3 = np.empty((len(ids_B), size, size, 3), np.uint8)
     for row, (image_id, bits) in enumerate(zip(ids_B, row_bits_B >> _CROP_SHIFT)):
       image = train_images[image_id]
       num_tops, num_lefts = (np.uint64(extent - size + 1) for extent in image.shape[:2])
       top, left = int(bits % num_tops), int(bits // num_tops % num_lefts)
-      crops_BxSxSx3[row] = image[top : top + size, left : left + size]
-    return images.random_dihedral(crops_BxSxSx3, row_bits_B) if augment else crops_BxSxSx3
+      crops_BxPxPx3[row] = image[top : top + size, left : left + size]
+    return images.random_dihedral(crops_BxPxPx3, row_bits_B) if augment else crops_BxPxPx3
 
   return crop
 

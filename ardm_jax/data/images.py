@@ -1,14 +1,6 @@
-"""Image sources: CIFAR-10 (tensorflow-datasets) and the built-in `embedded_images` (no download).
-
-Both are finite sets of uint8 RGB images (K = 256) batched by `dataset.Dataset`; the optional augmentation
-applies one of the 8 dihedral transforms (random horizontal flip, then a random number of 90-degree turns) to
-each training row, chosen by that row's random bits.
-
-embedded_images: scikit-learn's two sample photos (china.jpg, flower.jpg, 427x640x3 each), each first
-box-downscaled by an integer factor, then cut into non-overlapping size x size patches (partial patches at the
-right/bottom edges dropped), numbered in (photo, row, column) order; patch k is a test patch iff k % 10 == 0.
-Patch counts: size 32: 2 * 13 * 20 = 520 (52 test / 468 train); size 16: 2 * 26 * 40 = 2080 (208 / 1872);
-size 8: 2 * 53 * 80 = 8480 (848 / 7632); size 32 with downscale 2: 2 * 6 * 10 = 120 (12 / 108).
+"""Image sources: CIFAR-10 (tensorflow-datasets) and the built-in `embedded_images` (no download): finite sets of
+uint8 RGB images (K = 256) batched by `dataset.Dataset`, with an optional dihedral augmentation per training row.
+Design notes: docs/design.md#images
 """
 
 import functools

@@ -1,17 +1,6 @@
-"""Character-level text sources: text8 and the built-in `embedded_text` and `embedded_bytes` (no download).
-
-text8 and embedded_text are a stream of ids over the 27-character alphabet (0 = space, 1..26 = a..z) and differ
-only in where the characters come from; embedded_bytes is the same documentation as raw UTF-8 bytes (K = 256:
-case, punctuation, digits and newlines kept), for a model that codes any file. Training examples are the
-train split cut into aligned 1000-character chunks (the trailing partial chunk is dropped), and each training
-row is a uniformly random `seq_len` crop of one chunk, as in the paper (random 250-crops of 1000-char chunks).
-Evaluation uses consecutive non-overlapping `seq_len` chunks of the eval split (a trailing partial chunk is
-dropped).
-
-Splits by fractions of the stream (integer arithmetic, n = number of characters):
-  text8: train [0, 0.90 n), valid [0.90 n, 0.95 n), test [0.95 n, n) -- for the real 100M characters exactly
-    90M / 5M / 5M, so 90000 training chunks and 20000 test sequences of 250.
-  embedded_text: train [0, 0.9 n), test [0.9 n, n).
+"""Character-level text sources: text8 and the built-in `embedded_text` and `embedded_bytes` (no download): ids over
+27 characters (0 = space, 1..26 = a..z) or raw UTF-8 bytes (K = 256); training rows are random `seq_len` crops of
+1000-character chunks, as in the paper. Design notes: docs/design.md#text
 """
 
 import re
@@ -132,10 +121,10 @@ def embedded_text_splits(ids: np.ndarray) -> dict[str, np.ndarray]:
 def random_crops(seq_len: int) -> dataset.RowTransform:
   """Row transform: chunks uint8 [b, C], random bits uint64 [b] -> one uniform `seq_len` crop per row."""
 
-  def crop(chunks_BxC: np.ndarray, row_bits_B: np.ndarray) -> np.ndarray:
-    num_offsets = np.uint64(chunks_BxC.shape[1] - seq_len + 1)
+  def crop(chunks_NxL: np.ndarray, row_bits_B: np.ndarray) -> np.ndarray:
+    num_offsets = np.uint64(chunks_NxL.shape[1] - seq_len + 1)
     offsets_B = (row_bits_B % num_offsets).astype(np.int64)
-    return np.take_along_axis(chunks_BxC, offsets_B[:, None] + np.arange(seq_len), axis=1)
+    return np.take_along_axis(chunks_NxL, offsets_B[:, None] + np.arange(seq_len), axis=1)
 
   return crop
 

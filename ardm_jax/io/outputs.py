@@ -1,12 +1,9 @@
-"""Files the modes write for people to look at: sample grids (PNG), sample texts, sample audio (16-bit WAV,
-waveform and spectrogram PNG), plan tables and plots.
-
-Everything goes through the path layer (local or gs://) and is written by process 0 only; the other hosts of a
-multi-host run compute the same results and write nothing.
+"""Files the modes write for people to look at: sample grids (PNG), sample texts, sample audio (16-bit WAV, waveform
+and spectrogram PNG), plan tables and plots; through the path layer, by process 0 only.
+Design notes: docs/design.md#outputs
 """
 
 import io
-import math
 
 import jax
 import numpy as np
@@ -18,26 +15,10 @@ def _is_writer() -> bool:
   return jax.process_index() == 0
 
 
-def image_grid(images_NxHxWxC: np.ndarray) -> np.ndarray:
-  """uint8 [rows*H, cols*W, C] from [N, H, W, C] images, as square as possible, 1-pixel gaps."""
-  n, h, w, c = images_NxHxWxC.shape
-  cols = math.ceil(math.sqrt(n))
-  rows = math.ceil(n / cols)
-  grid = np.full((rows * (h + 1) - 1, cols * (w + 1) - 1, c), 255, np.uint8)
-  for i, image in enumerate(images_NxHxWxC):
-    r, col = divmod(i, cols)
-    grid[r * (h + 1) : r * (h + 1) + h, col * (w + 1) : col * (w + 1) + w] = image
-  return grid
-
-
-def write_png(path: str, image_HxWxC: np.ndarray) -> None:
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-
-  if not _is_writer():
-    return
-  buffer = io.BytesIO()
-  Image.fromarray(image_HxWxC).save(buffer, format="PNG")
-  paths.write_atomically(paths.resolve(path), buffer.getvalue())
+def write_bytes(path: str, data: bytes) -> None:
+  """Writes a file of bytes (a PNG, a WAV) whole, from process 0 only."""
+  if _is_writer():
+    paths.write_atomically(paths.resolve(path), data)
 
 
 def write_text(path: str, text: str) -> None:
@@ -65,25 +46,6 @@ def write_plan_plot(path: str, costs: np.ndarray, num_stages: int) -> None:
   fig.savefig(buffer, format="png", dpi=120)
   plt.close(fig)
   paths.write_atomically(paths.resolve(path), buffer.getvalue())
-
-
-def wav_bytes(pcm_int16: np.ndarray, sample_rate: int = 16000) -> bytes:
-  """A mono 16-bit PCM WAV file of int16 samples [L]."""
-  import wave  # pylint: disable=g-import-not-at-top
-
-  buffer = io.BytesIO()
-  with wave.open(buffer, "wb") as w:
-    w.setnchannels(1)
-    w.setsampwidth(2)
-    w.setframerate(sample_rate)
-    w.writeframes(np.asarray(pcm_int16, "<i2").tobytes())
-  return buffer.getvalue()
-
-
-def write_wav(path: str, pcm_int16: np.ndarray, sample_rate: int = 16000) -> None:
-  """Writes int16 samples [L] as a mono 16-bit WAV file (16 kHz: SC09)."""
-  if _is_writer():
-    paths.write_atomically(paths.resolve(path), wav_bytes(pcm_int16, sample_rate))
 
 
 def write_audio_plot(path: str, pcm_NxL: np.ndarray, sample_rate: int = 16000) -> None:

@@ -1,9 +1,6 @@
-"""One path layer for everything the program reads or writes: local paths and object stores (gs://...).
-
-Paths go through `etils.epath` (which orbax uses too): a local path is expanded (`~`) and made absolute, a URL
-such as `gs://bucket/run` stays a URL and is served by tf.io.gfile or, with `EPATH_USE_TF=false`, by fsspec
-(gcsfs). Object stores have no directories and no atomic rename, so writers here never rely on either:
-`write_atomically` writes the whole object in one request and `move_tree` copies then deletes.
+"""One path layer for everything the program reads or writes: local paths and object stores (gs://...), through
+`etils.epath`. Writers never rely on directories or an atomic rename (`write_atomically`, `move_tree`).
+Design notes: docs/design.md#paths
 """
 
 import os

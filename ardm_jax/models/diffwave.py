@@ -1,13 +1,5 @@
-"""The SC09 network: a non-causal DiffWave-style stack of dilated convolutions (arXiv 2110.02037, section 5 and
-its audio appendix; DiffWave, Kong et al. 2021, arXiv 2009.09761, section 3 and figure 2).
-
-Layout (ch channels, N = num_blocks, dilations 1, 2, ..., 2^(cycle-1) repeated):
-  input: 1x1 conv of [the values scaled to [-1, 1], the known mask (and the stage one-hot for upscaling)], ReLU
-  -> N residual blocks: h + step embedding -> dilated 3-tap conv (non-causal, 'SAME') to 2 ch -> tanh * sigmoid
-     -> 1x1 conv to 2 ch, split into a residual ((h + r) / sqrt 2) and a skip
-  -> sum of the N skips / sqrt N -> 1x1 conv, ReLU -> 1x1 conv (zero-initialised) to C outputs per sample.
-The step t (global: stage * D + t_local) is embedded once (sinusoids of t scaled to [0, 1000), two swish dense
-layers) and projected into every block; upscale models also add a learned stage embedding to it.
+"""The SC09 network: a non-causal DiffWave-style stack of dilated convolutions (arXiv 2110.02037, section 5;
+DiffWave, Kong et al. 2021, arXiv 2009.09761). Design notes: docs/design.md#diffwave
 """
 
 import math
@@ -50,13 +42,13 @@ class ResidualBlock(nn.Module):
   zero_init: bool = False
 
   @nn.compact
-  def __call__(self, h_BxLxC, temb_BxE, train: bool):
+  def __call__(self, h_BxLxC, temb_BxF, train: bool):
     lecun = nn.initializers.lecun_normal()
     init = nn.initializers.zeros if self.zero_init else lecun
     out_init = _zero_columns(lecun, self.ch) if self.zero_init else lecun
     y = h_BxLxC
-    if temb_BxE is not None:
-      y = y + nn.Dense(self.ch, kernel_init=init, dtype=self.dtype, name="temb_proj")(temb_BxE)[:, None, :]
+    if temb_BxF is not None:
+      y = y + nn.Dense(self.ch, kernel_init=init, dtype=self.dtype, name="temb_proj")(temb_BxF)[:, None, :]
     y = nn.Conv(2 * self.ch, (3,), kernel_dilation=(self.dilation,), padding="SAME", dtype=self.dtype, name="conv")(y)
     gate, filt = jnp.split(y, 2, axis=-1)
     y = jnp.tanh(filt) * nn.sigmoid(gate)

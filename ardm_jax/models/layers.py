@@ -26,8 +26,8 @@ def sinusoidal_embedding(positions, dim: int, max_period: float = 10000.0):
     raise ValueError(f"sinusoidal embedding dim must be even and >= 4, got {dim}")
   half = dim // 2
   frequencies = jnp.exp(-math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / (half - 1))
-  angles_NxH = jnp.asarray(positions, jnp.float32)[:, None] * frequencies[None, :]
-  return jnp.concatenate([jnp.sin(angles_NxH), jnp.cos(angles_NxH)], axis=-1)
+  angles_NxQ = jnp.asarray(positions, jnp.float32)[:, None] * frequencies[None, :]
+  return jnp.concatenate([jnp.sin(angles_NxQ), jnp.cos(angles_NxQ)], axis=-1)
 
 
 def count_params(module: nn.Module, event_shape) -> int:
@@ -101,17 +101,17 @@ def remat_block(block_cls, policy: str, static_argnums=()):
   return nn.remat(block_cls, policy=REMAT_POLICIES[policy], static_argnums=static_argnums)
 
 
-def rotate(x_BxLxHxF, positions_L, max_period: float = 10000.0):
+def rotate(x_BxLxAxF, positions_L, max_period: float = 10000.0):
   """Rotary position embedding (RoFormer, arXiv 2104.09864): feature pairs (i, i + F/2) turned by position * f_i.
 
   The dot product of a query rotated at position m with a key rotated at n depends on m - n only.
   """
-  half = x_BxLxHxF.shape[-1] // 2
+  half = x_BxLxAxF.shape[-1] // 2
   frequencies = max_period ** (-jnp.arange(half, dtype=jnp.float32) / half)
-  angles_LxF = jnp.asarray(positions_L, jnp.float32)[:, None] * frequencies[None, :]
-  cos, sin = (f(angles_LxF)[None, :, None, :] for f in (jnp.cos, jnp.sin))
-  x1, x2 = x_BxLxHxF[..., :half].astype(jnp.float32), x_BxLxHxF[..., half:].astype(jnp.float32)
-  return jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1).astype(x_BxLxHxF.dtype)
+  angles_LxQ = jnp.asarray(positions_L, jnp.float32)[:, None] * frequencies[None, :]
+  cos, sin = (f(angles_LxQ)[None, :, None, :] for f in (jnp.cos, jnp.sin))
+  x1, x2 = x_BxLxAxF[..., :half].astype(jnp.float32), x_BxLxAxF[..., half:].astype(jnp.float32)
+  return jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1).astype(x_BxLxAxF.dtype)
 
 
 def rotary_attention(query, key, value, dtype=None, force_fp32_for_softmax=True, *, inner, positions):

@@ -45,14 +45,14 @@ _TIME_SCALE = 1000.0  # The step embedding sees t rescaled to [0, 1000), as in t
 _zeros = nn.initializers.zeros
 
 
-def _modulate(h_BxDxW, shift_BxW, scale_BxW):
-  return h_BxDxW * (1.0 + scale_BxW[:, None, :]) + shift_BxW[:, None, :]
+def _modulate(h_BxDxF, shift_BxF, scale_BxF):
+  return h_BxDxF * (1.0 + scale_BxF[:, None, :]) + shift_BxF[:, None, :]
 
 
 class TransformerBlock(nn.Module):
   """Pre-norm block: x + attention(norm(x)), then x + MLP(norm(x)); every position attends to every other.
 
-  With a conditioning vector cond_BxC (adaLN-Zero) the norms lose their own scale and bias, take a shift and
+  With a conditioning vector cond_BxF (adaLN-Zero) the norms lose their own scale and bias, take a shift and
   scale from cond, and each branch is multiplied by a gate from cond; all three start at zero.
   """
 
@@ -67,19 +67,19 @@ class TransformerBlock(nn.Module):
   kernel_init: str = "lecun"
 
   @nn.compact
-  def __call__(self, x_BxDxW, cond_BxC, positions_D, train: bool):
-    width = x_BxDxW.shape[-1]
-    adaptive = cond_BxC is not None
+  def __call__(self, x_BxDxF, cond_BxF, positions_D, train: bool):
+    width = x_BxDxF.shape[-1]
+    adaptive = cond_BxF is not None
     dense = functools.partial(nn.Dense, kernel_init=_KERNEL_INITS[self.kernel_init], dtype=self.dtype)
     # adaLN-Zero's gates already start the branches at zero (a zero output layer too would stop both learning).
     branch_init = _zeros if self.zero_init and not adaptive else _KERNEL_INITS[self.kernel_init]
     if adaptive:
-      mod_BxW = jnp.split(nn.Dense(6 * width, kernel_init=_zeros, dtype=self.dtype, name="modulation")(cond_BxC), 6, -1)
+      mod_BxF = jnp.split(nn.Dense(6 * width, kernel_init=_zeros, dtype=self.dtype, name="modulation")(cond_BxF), 6, -1)
     norm = functools.partial(nn.LayerNorm, dtype=self.dtype, use_scale=not adaptive, use_bias=not adaptive)
 
-    h = norm(name="attn_norm")(x_BxDxW)
+    h = norm(name="attn_norm")(x_BxDxF)
     if adaptive:
-      h = _modulate(h, mod_BxW[0], mod_BxW[1])
+      h = _modulate(h, mod_BxF[0], mod_BxF[1])
     attention_fn = layers.attention_fn(self.attention)
     if self.positions == "rotary":
       attention_fn = functools.partial(layers.rotary_attention, inner=attention_fn, positions=positions_D)
@@ -93,12 +93,12 @@ class TransformerBlock(nn.Module):
       name="attention",
     )(h)
     if adaptive:
-      h = h * mod_BxW[2][:, None, :]
-    x_BxDxW = x_BxDxW + nn.Dropout(self.dropout)(h, deterministic=not train)
+      h = h * mod_BxF[2][:, None, :]
+    x_BxDxF = x_BxDxF + nn.Dropout(self.dropout)(h, deterministic=not train)
 
-    h = norm(name="mlp_norm")(x_BxDxW)
+    h = norm(name="mlp_norm")(x_BxDxF)
     if adaptive:
-      h = _modulate(h, mod_BxW[3], mod_BxW[4])
+      h = _modulate(h, mod_BxF[3], mod_BxF[4])
     if self.mlp == "swiglu":  # Two thirds of the width in each of three matrices: the GELU MLP's parameters.
       hidden = 2 * self.mlp_dim // 3
       gate, value = jnp.split(dense(2 * hidden, name="mlp_in")(h), 2, -1)
@@ -107,8 +107,8 @@ class TransformerBlock(nn.Module):
       h = nn.gelu(dense(self.mlp_dim, name="mlp_in")(h))
     h = dense(width, kernel_init=branch_init, name="mlp_out")(h)
     if adaptive:
-      h = h * mod_BxW[5][:, None, :]
-    return x_BxDxW + nn.Dropout(self.dropout)(h, deterministic=not train)
+      h = h * mod_BxF[5][:, None, :]
+    return x_BxDxF + nn.Dropout(self.dropout)(h, deterministic=not train)
 
 
 class Transformer(nn.Module):
@@ -192,12 +192,12 @@ class Transformer(nn.Module):
       )
     if self.option("positions") == "sinusoidal":
       h = h + layers.sinusoidal_embedding(positions_D, self.width)[None]
-    cond_BxC = None
+    cond_BxF = None
     if self.option("conditioning") == "adaln_zero":
       cond_dim = self.cond_dim or max(self.width // 4, 8)
-      cond_BxC = layers.sinusoidal_embedding(t * (_TIME_SCALE / (self.num_stages * num_variables)), cond_dim)
-      cond_BxC = nn.Dense(cond_dim, dtype=dtype, name="cond_dense0")(cond_BxC)
-      cond_BxC = nn.silu(nn.Dense(cond_dim, dtype=dtype, name="cond_dense1")(nn.silu(cond_BxC)))
+      cond_BxF = layers.sinusoidal_embedding(t * (_TIME_SCALE / (self.num_stages * num_variables)), cond_dim)
+      cond_BxF = nn.Dense(cond_dim, dtype=dtype, name="cond_dense0")(cond_BxF)
+      cond_BxF = nn.silu(nn.Dense(cond_dim, dtype=dtype, name="cond_dense1")(nn.silu(cond_BxF)))
     elif self.num_stages > 1:
       stage_B = t // num_variables
       h = h + nn.Embed(self.num_stages, self.width, embedding_init=embed_init, name="stage_embed")(stage_B)[:, None, :]
@@ -216,16 +216,16 @@ class Transformer(nn.Module):
         zero_init,
         kernel_init,
         name=f"block_{i}",
-      )(h, cond_BxC, positions_D, train)
+      )(h, cond_BxF, positions_D, train)
 
-    if cond_BxC is None:
+    if cond_BxF is None:
       h = nn.LayerNorm(dtype=dtype, name="final_norm")(h)
     else:
-      shift_BxW, scale_BxW = jnp.split(
-        nn.Dense(2 * self.width, kernel_init=_zeros, dtype=dtype, name="final_modulation")(cond_BxC), 2, -1
+      shift_BxF, scale_BxF = jnp.split(
+        nn.Dense(2 * self.width, kernel_init=_zeros, dtype=dtype, name="final_modulation")(cond_BxF), 2, -1
       )
       h = _modulate(
-        nn.LayerNorm(use_scale=False, use_bias=False, dtype=dtype, name="final_norm")(h), shift_BxW, scale_BxW
+        nn.LayerNorm(use_scale=False, use_bias=False, dtype=dtype, name="final_norm")(h), shift_BxF, scale_BxF
       )
     logits_init = _zeros if zero_init else _KERNEL_INITS[kernel_init]
     logits = nn.Dense(self.num_classes_out, kernel_init=logits_init, dtype=dtype, name="logits")(h)

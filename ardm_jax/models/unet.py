@@ -1,11 +1,5 @@
 """The CIFAR-10 network: a VDM-style U-Net that stays at the input resolution (paper section 5).
-
-Layout (ch channels everywhere, N = num_res_blocks):
-  input embedding -> N ResBlocks (down; each output kept as a skip)
-  -> ResBlock, attention, ResBlock (middle)
-  -> N + 1 ResBlocks (up; each takes concat(h, last unused skip); the extra one consumes the input embedding's
-     skip, as in VDM and the reference code) -> GroupNorm, swish, 3x3 conv to channels * C logits.
-With `attn_everywhere` an attention block follows every down and up ResBlock (the reference code's setting).
+Design notes: docs/design.md#unet
 """
 
 import functools
@@ -40,15 +34,15 @@ class ResBlock(nn.Module):
   conditioning: str = "add"
 
   @nn.compact
-  def __call__(self, x_BxHxWxC, temb_BxE, train: bool):
+  def __call__(self, x_BxHxWxC, temb_BxF, train: bool):
     h = nn.swish(_group_norm(x_BxHxWxC.shape[-1], self.dtype)(x_BxHxWxC))
     h = nn.Conv(self.out_ch, (3, 3), dtype=self.dtype, name="conv1")(h)
     if self.conditioning == "scale_shift":
       scale_shift = nn.Dense(2 * self.out_ch, kernel_init=nn.initializers.zeros, dtype=self.dtype, name="temb_proj")
-      scale, shift = jnp.split(scale_shift(nn.swish(temb_BxE))[:, None, None, :], 2, axis=-1)
+      scale, shift = jnp.split(scale_shift(nn.swish(temb_BxF))[:, None, None, :], 2, axis=-1)
       h = nn.swish(_group_norm(self.out_ch, self.dtype)(h) * (1.0 + scale) + shift)
     else:
-      h = h + nn.Dense(self.out_ch, dtype=self.dtype, name="temb_proj")(nn.swish(temb_BxE))[:, None, None, :]
+      h = h + nn.Dense(self.out_ch, dtype=self.dtype, name="temb_proj")(nn.swish(temb_BxF))[:, None, None, :]
       h = nn.swish(_group_norm(self.out_ch, self.dtype)(h))
     h = nn.Dropout(self.dropout)(h, deterministic=not train)
     # Zero-initialised so every block starts as the identity (VDM).

@@ -1,17 +1,6 @@
-"""Resumable checkpoints: orbax CheckpointManager plus content fingerprints and the run's config.
-
-Each checkpoint holds the train state (params, optimizer, EMA, tracker, rng, step; the data position is the
-step) and a JSON item with the config, a SHA-256 fingerprint of every state leaf and a SHA-256 of the JSON item
-itself. The workdir may be local or on an object store (gs://...): orbax commits a step on local disks by
-renaming `<step>.orbax-checkpoint-tmp-*` when complete and on GCS by writing `commit_success.txt` last, so a
-kill mid-write never leaves a step that restores (the manager deletes unfinished steps when a training run
-starts); the fingerprints catch what orbax cannot (truncated or bit-flipped files). The state is replicated,
-so only process 0 hashes it, and every verdict on a step is agreed by all processes.
-
-Restore walks back from the newest step to the newest good one, logging what it skipped and why. A training
-run then moves the bad newer steps to `<workdir>/unusable_checkpoints/` (orbax would otherwise never save those
-step numbers again). If every checkpoint is bad, or the directory holds only things that are not checkpoints,
-it raises instead of silently starting over.
+"""Resumable checkpoints: orbax CheckpointManager plus content fingerprints and the run's config (local or gs://).
+Restore falls back to the newest good step; a training run moves bad newer steps to `<workdir>/unusable_checkpoints/`;
+if no checkpoint is good it raises instead of starting over. Design notes: docs/design.md#checkpointing
 """
 
 import hashlib

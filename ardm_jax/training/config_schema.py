@@ -1,13 +1,6 @@
-"""The run config's schema: every key, its allowed values, and which keys each data source, model and objective
-kind uses.
-
-configs/common.py builds configs with their defaults; `validate(config)` checks one before anything is built, so
-a value no run can use fails at once with one message naming the key and the fix. A key that the chosen data
-source, model or objective kind does not use is refused rather than ignored (an OA config has no upscale keys,
-an upscale config no `absorbing_value`). The checks that need the data (budgets in 1..D, the absorbing value in
-0..K) or the device count are here too, run once those are known.
-
-A new config key is added both to configs/common.py (its default) and here (its rule).
+"""The run config's schema: every key, its allowed values, and which keys each data source, model and objective kind
+uses; `validate(config)` checks a config before anything is built. A new config key is added both to configs/common.py
+(its default) and here (its rule). Design notes: docs/design.md#config_schema
 """
 
 import dataclasses

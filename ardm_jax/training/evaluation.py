@@ -1,7 +1,5 @@
-"""Test bits/dim (arXiv 2110.02037, section 6): the unbiased one-step ELBO estimate, averaged over the test set.
-
-Each pass draws one (t, order) per test example; the result is the mean over every estimate of every pass and
-its standard error. Used by training (periodic eval) and by `--mode=eval`.
+"""Test bits/dim (arXiv 2110.02037, section 6): the unbiased one-step ELBO estimate, averaged over the test set, with
+its standard error. Used by training (periodic eval) and by `--mode=eval`. Design notes: docs/design.md#evaluation
 """
 
 import time

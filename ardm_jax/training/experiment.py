@@ -1,7 +1,5 @@
-"""An experiment: the config validated and turned into dataset, network, objective and optimizer.
-
-This is the one place that wires the independent pieces (data, models, the ARDM math) together; the train
-loop, the tools in main.py and the tests all start from `build_experiment(config)`.
+"""An experiment: the config validated and turned into dataset, network, objective and optimizer; the one place that
+wires them together (`build_experiment(config)`). Design notes: docs/design.md#experiment
 """
 
 import dataclasses

@@ -1,25 +1,20 @@
-"""Eval, budgeted sampling, budget planning and lossless compression from a workdir's latest good checkpoint.
-
-Every mode uses the EMA parameters. The planner works on the tracked per-step losses L_t (bits per dimension,
-sum_t L_t ~= bpd), sorted in descending order per stage; upscale models plan every stage with the same budget.
+"""Eval, budgeted sampling, budget planning and lossless compression from a workdir's latest good checkpoint, all with
+the EMA parameters. Design notes: docs/design.md#inference
 """
-
-import functools
-import math
 
 from absl import logging
 import jax
 import ml_collections
 import numpy as np
 
-from ardm_jax.codec import coder
 from ardm_jax import data as data_lib
 from ardm_jax.training import evaluation
 from ardm_jax.training import experiment
 from ardm_jax.core import conditional as infill
-from ardm_jax.core import likelihood
 from ardm_jax.training import metrics_io
-from ardm_jax.core import orders
+from ardm_jax.data import conditions
+from ardm_jax.data import kinds
+from ardm_jax.data import media
 from ardm_jax.io import outputs
 from ardm_jax.io import paths
 from ardm_jax.core import planner
@@ -86,19 +81,20 @@ def sample(config: ml_collections.ConfigDict, workdir: str) -> np.ndarray:
   writer = metrics_io.create_writer(workdir)
   step = int(state.step)
   stem = str(paths.resolve(workdir) / f"samples_step{step}_budget{budget}")
-  if exp.dataset.name in data_lib.AUDIO_SOURCES:  # 16-bit clips: one WAV each and a waveform/spectrogram plot
+  kind = kinds.of_data(config.data)
+  if kind == "audio":  # 16-bit clips: one WAV each and a waveform/spectrogram plot
     pcm = data_lib.audio.to_pcm16(samples)
     for i, clip in enumerate(pcm):
-      outputs.write_wav(f"{stem}_{i}.wav", clip, data_lib.audio.SAMPLE_RATE)
+      outputs.write_bytes(f"{stem}_{i}.wav", media.wav_bytes(clip, data_lib.audio.SAMPLE_RATE))
     path = stem + ".png"
     outputs.write_audio_plot(path, pcm, data_lib.audio.SAMPLE_RATE)
-  elif len(exp.dataset.event_shape) == 3:
-    grid = outputs.image_grid(samples)
+  elif kind == "image":
+    grid = media.image_grid(list(samples))
     path = stem + ".png"
-    outputs.write_png(path, grid)
+    outputs.write_bytes(path, media.png_bytes(grid))
     writer.write_images(step, {f"samples_budget{budget}": grid[None]})
   else:
-    texts = [data_lib.decode(row) for row in samples]
+    texts = [conditions.row_text(row, kind) for row in samples]
     path = stem + ".txt"
     outputs.write_text(path, "\n".join(texts) + "\n")
     writer.write_texts(step, {f"samples_budget{budget}": "\n\n".join(texts)})
@@ -112,20 +108,20 @@ def _sample_given(exp: experiment.Experiment, state, workdir: str) -> np.ndarray
   """Completions of config.sample.prompt: the planner plans the unknown steps only (infill.py)."""
   cfg = exp.config.sample
   event_shape = tuple(exp.dataset.event_shape)
-  kind = infill.kind_of(event_shape, exp.dataset.num_classes)
-  condition = infill.load_condition(cfg.prompt, cfg.get("mask", ""), kind, event_shape, cfg.get("mask_char", "_"))
+  kind = conditions.kind_of(event_shape, exp.dataset.num_classes)
+  condition = conditions.load_condition(cfg.prompt, cfg.get("mask", ""), kind, event_shape, cfg.get("mask_char", "_"))
   losses, unseen = step_tracker.seen_stage_losses(state.tracker, exp.num_stages)
   note = step_tracker.unseen_note(unseen, exp.total_steps)
   if note:
     logging.warning("%s", note)
   starts, planned = infill.plan_unknown(losses, cfg.budget, condition.num_known)
   samples = infill.generate(exp.logits_fn(state.ema_params), exp.process, cfg.seed, condition, starts, cfg.num_samples)
-  line = infill.summary(cfg.budget, exp.num_stages, planned, condition, infill.unit_of(kind))
+  line = infill.summary(cfg.budget, exp.num_stages, planned, condition, kinds.UNITS[kind])
   stem = str(paths.resolve(workdir) / f"samples_step{int(state.step)}_budget{cfg.budget}_given")
   if kind == "image":
-    path = infill.write_images(stem, samples, condition, line)[-1]
+    path = conditions.write_images(stem, samples, condition, line)[-1]
   else:
-    path = infill.write_text(stem + ".txt", samples, kind, condition, line)
+    path = conditions.write_text(stem + ".txt", samples, kind, condition, line)
   logging.info("Saved %d completions of %s (%s) to %s", len(samples), cfg.prompt, line, path)
   if jax.process_index() == 0:
     print(f"completions of {cfg.prompt} ({line}): {path}")
@@ -150,47 +146,3 @@ def plan_report(config: ml_collections.ConfigDict, workdir: str) -> dict[int, fl
     print(text)
     print(f"plan table and plot: {root / 'plan.txt'}, {root / 'plan.png'}")
   return table
-
-
-def compress(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-  """Codes the first compress.num_examples test points, one rANS message each, and decodes them back.
-
-  All messages share one fixed order per stage (compress.order_seed) and the optimal plan of compress.budget
-  calls per stage; all points share each network call (coder.py). Each message is written to
-  workdir/compressed/ and must decode to its data point exactly. Returns the mean compressed bits/dim next to
-  the model's -log2 q(x)/D under the same orders and plan.
-  """
-  exp, _, state = restore(config, workdir)
-  config = exp.config
-  cfg = config.compress
-  starts, _ = stage_plans(exp, state, cfg.budget)  # With the steps training has seen (never an unseen one as 0).
-  event_shape = tuple(exp.dataset.event_shape)
-  sigma = np.asarray(orders.sample_orders(jax.random.key(cfg.order_seed), (exp.num_stages,) + event_shape))
-  # Parameters are a jit argument (not baked-in constants); encoder and decoder make identical batched calls.
-  logits_fn = functools.partial(jax.jit(exp.model.apply), {"params": state.ema_params})
-  process = exp.process
-  xs = np.concatenate([batch[weight > 0] for batch, weight in exp.dataset.eval_batches(config.eval.batch_size)])[
-    : cfg.num_examples
-  ]
-  batch_size = min(len(xs), config.eval.batch_size)
-  messages = coder.encode(logits_fn, xs, sigma, starts, process, batch_size=batch_size)
-  decoded = coder.decode(logits_fn, messages, sigma, starts, process, xs.shape, batch_size=batch_size)
-  if not np.array_equal(decoded, xs):
-    raise RuntimeError("The test points did not decode to themselves: the network is not deterministic here.")
-  log_q = jax.jit(lambda x: likelihood.log_likelihood(logits_fn, x, sigma[:, None], starts, process)[0])(xs)
-  out_dir = paths.resolve(workdir) / "compressed"
-  if jax.process_index() == 0:
-    for index, message in enumerate(messages):
-      paths.write_atomically(out_dir / f"test_{index:05d}.ardm", message.astype("<u4").tobytes())
-  num_variables = exp.num_variables
-  bits = [coder.compressed_bits(message) for message in messages]
-  result = {
-    "compressed_bpd": float(np.mean(bits)) / num_variables,
-    "model_bpd": float(np.mean(-np.asarray(log_q, np.float64))) / math.log(2.0) / num_variables,
-    "num_examples": len(bits),
-  }
-  print(
-    f"compressed {len(bits)} test points with {cfg.budget} calls per stage: "
-    f"{result['compressed_bpd']:.4f} bpd (model -log2 q: {result['model_bpd']:.4f} bpd), messages in {out_dir}"
-  )
-  return result

@@ -1,10 +1,6 @@
-"""A workdir lease: one training run writes to a workdir at a time, on local disks and on object stores.
-
-The lease is a small JSON object `<workdir>/lease.json` created exclusively (O_EXCL locally, an
-`ifGenerationMatch=0` upload on GCS), so of two runs started together exactly one gets it. Its holder renews a
-heartbeat in it while training and deletes it on exit. A lease is stale, and may be taken over, when its
-holder is gone: on the same host its process no longer exists (a `kill -9`), elsewhere its heartbeat is older
-than STALE_AFTER_S (a preempted VM). The lease is taken before anything in the workdir is touched.
+"""A workdir lease: one training run writes to a workdir at a time (`<workdir>/lease.json`, created exclusively, on
+local disks and on object stores), taken before anything in the workdir is touched; a stale lease may be taken over.
+Design notes: docs/design.md#lease
 """
 
 import json

@@ -1,10 +1,6 @@
-"""Metric writers, train metrics averaged over each logging window, periodic progress reports and profiles
-(clu), usable where TensorFlow is not installed.
-
-clu's metric writers and periodic actions import TensorFlow; accelerator images often lack it, so when that
-import fails training logs scalars through absl instead (no TensorBoard files) and says so once. For a workdir
-on an object store, TensorBoard event files are written to a local staging directory and copied into the
-workdir at every flush (through the same path layer as everything else).
+"""Metric writers, train metrics averaged over each logging window, periodic progress reports and profiles (clu),
+usable where TensorFlow is not installed (scalars then go through absl, without TensorBoard files).
+Design notes: docs/design.md#metrics_io
 """
 
 import tempfile

@@ -1,12 +1,6 @@
-"""Training: one jitted data-parallel train step, periodic eval (evaluation.py), orbax checkpoints, clu metrics.
-
-The global batch is sharded over a 1-D `jax.sharding.Mesh` of every device of every host (axis 'data'); the
-train state is replicated. Each host builds only its own slice of the global batch (the data pipeline is
-step-indexed, so the data position is the train step and resuming needs no iterator state).
-
-Hosts agree on every decision that changes the sequence of collective steps: a SIGTERM seen by any one host
-stops all of them after the same step (the flags are max-reduced across the mesh), and the non-finite check
-reads the loss of the global batch, which every host holds.
+"""Training: one jitted data-parallel train step, periodic eval (evaluation.py), orbax checkpoints, clu metrics. The
+global batch is sharded over a 1-D mesh of every device of every host (axis 'data'), the state is replicated, and
+hosts agree on every decision that changes the sequence of collective steps. Design notes: docs/design.md#train
 """
 
 import functools
@@ -92,11 +86,11 @@ def loss_and_grads(exp: experiment.Experiment, params, x: jax.Array, rng: jax.Ar
     (loss, terms), grads = grad_fn(params, x, sigma, t, dropout_rng)
     return loss, terms, grads
 
-  def split(a_BxE):  # [B, ...] -> [K, B/K, ...], micro-batch k = rows k::K.
+  def split(a_BxE):  # [B, ...] -> [U, B/U, ...], micro-batch u = rows u::U.
     return jnp.swapaxes(a_BxE.reshape(a_BxE.shape[0] // num_micro, num_micro, *a_BxE.shape[1:]), 0, 1)
 
-  def merge(a_KxMxE):  # The inverse of split.
-    return jnp.swapaxes(a_KxMxE, 0, 1).reshape(-1, *a_KxMxE.shape[2:])
+  def merge(a_UxBxE):  # The inverse of split.
+    return jnp.swapaxes(a_UxBxE, 0, 1).reshape(-1, *a_UxBxE.shape[2:])
 
   def micro_step(grad_sum, inputs):
     index, x_micro, sigma_micro, t_micro = inputs

@@ -1,9 +1,6 @@
-"""A trained workdir as eval, sampling, planning and compression see it: its config and latest good state.
-
-A workdir remembers the config it was trained with (`config.json`, written when training starts). The modes that
-read a workdir use that config, so a run trained with `--config.x=y` overrides needs none of them repeated; only
-what these modes may change (the eval/sample/plan/compress sections, step counts and data locations, see
-checkpointing.RESUMABLE_FIELDS) is taken from the command line.
+"""A trained workdir as eval, sampling, planning and compression see it: its config (`config.json`) and latest good
+state; only what these modes may change (checkpointing.RESUMABLE_FIELDS) is taken from the command line.
+Design notes: docs/design.md#workdir
 """
 
 from absl import logging
