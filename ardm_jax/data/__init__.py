@@ -15,7 +15,6 @@ from ardm_jax.data.text import decode, encode
 __all__ = ["Dataset", "make_dataset", "encode", "decode", "audio"]
 
 
-
 def make_dataset(data: Mapping[str, Any]) -> Dataset:
   """Builds the dataset that `data` (config.data, or a mapping with the same keys) names.
 

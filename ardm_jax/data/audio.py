@@ -3,7 +3,6 @@
 32768 = silence), so class order is amplitude order; `to_pcm16` is the inverse. Design notes: docs/design.md#audio
 """
 
-
 import numpy as np
 
 from ardm_jax.io import paths

@@ -5,8 +5,11 @@ import subprocess
 import sys
 
 import fake_data
+import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.slow  # Processes, emulators, launchers, faults or training: the full tier.
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Makes `import tensorflow` fail as on a machine without it, then runs main.py in this interpreter.
 RUN_WITHOUT_TF = """

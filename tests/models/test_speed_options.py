@@ -12,6 +12,8 @@ import pytest
 from ardm_jax.training import experiment
 from ardm_jax.training import train
 
+pytestmark = pytest.mark.slow  # Processes, emulators, launchers, faults or training: the full tier.
+
 # Tiny versions of the two networks on small events: (config module, event shape, classes).
 FAMILIES = {
   "text": ("text8", (8,), 27),

@@ -1,5 +1,6 @@
 """The quickstart demo learns: a shortened run on the embedded text ends far below the uniform bound."""
 
+import pytest
 import glob
 import io
 import importlib
@@ -13,6 +14,8 @@ from ardm_jax.codec import container
 from ardm_jax.codec import test_points
 from ardm_jax.training import inference
 from ardm_jax.training import train
+
+pytestmark = pytest.mark.slow  # Processes, emulators, launchers, faults or training: the full tier.
 
 UNIFORM_BPC = math.log2(27)  # 4.75 bits per character.
 # English letters alone (no context) carry about 4.1 bits; staying under 4.0 needs the model to use context.

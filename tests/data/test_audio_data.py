@@ -116,6 +116,7 @@ def test_wav_files_round_trip(tmp_path):
   assert (tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_audio_quickstart_trains_evaluates_and_samples_wavs(tmp_path):
   import importlib
   import wave

@@ -20,7 +20,7 @@ from ardm_jax.codec import kinds
 from ardm_jax.codec import coder
 from ardm_jax.codec import container
 from ardm_jax.core import likelihood
-from tests.test_codec import _bundle, _cli, _npy, _png
+from tests.codec.test_codec import _bundle, _cli, _npy, _png
 
 TEXT = b"one text"  # exactly one row of the TEXT_LEN = 8 bundle
 

@@ -26,8 +26,8 @@ from ardm_jax import codec
 from ardm_jax.codec import container
 from ardm_jax.io import paths
 from configs import quickstart
-from tests import test_audio_codec
-from tests import test_codec
+from tests.codec import test_audio_codec
+from tests.codec import test_codec
 
 _bundle = test_codec._bundle
 
@@ -401,6 +401,7 @@ def test_budget_zero_is_not_the_default_budget(tmp_path, text_bundle):
   assert not (tmp_path / "a.ardm").exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_a_long_encode_stops_at_once_and_leaves_nothing(tmp_path, text_bundle):
   bundle_dir = tmp_path / "bundle"
   codec.write_bundle(bundle_dir, text_bundle.config, text_bundle.params, _meta(text_bundle))
@@ -412,7 +413,7 @@ def test_ctrl_c_during_a_long_encode_stops_at_once_and_leaves_nothing(tmp_path, 
     stderr=subprocess.PIPE,
     stdout=subprocess.PIPE,
     env=dict(os.environ, JAX_PLATFORMS="cpu"),
-    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
   )
   time.sleep(12)  # Well into the network calls.
   assert process.poll() is None, process.communicate()
@@ -452,11 +453,12 @@ def _run(*args, cwd=None):
     capture_output=True,
     text=True,
     env=dict(os.environ, JAX_PLATFORMS="cpu"),
-    cwd=cwd or os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    cwd=cwd or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
     timeout=300,
   )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
   "case, expected",
   [
@@ -481,6 +483,7 @@ def test_export_mistakes_are_one_line_errors(tmp_path, case, expected):
   assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["eval", "plan"])
 def test_a_truncated_workdir_config_is_one_line_for_main(tmp_path, mode):
   workdir = tmp_path / "work"
@@ -492,6 +495,7 @@ def test_a_truncated_workdir_config_is_one_line_for_main(tmp_path, mode):
   assert "is not a readable config" in result.stderr
 
 
+@pytest.mark.slow
 def test_generate_keeps_existing_outputs_and_bounds_its_samples(tmp_path, text_bundle):
   bundle_dir = tmp_path / "bundle"
   meta = _meta(text_bundle, step_losses=[[1.0] * 8])

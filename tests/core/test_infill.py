@@ -363,6 +363,7 @@ def test_command_line_inpaints_an_image_and_writes_a_grid(tmp_path):
   assert json.loads((model / "codec.json").read_text())["step_losses"]
 
 
+@pytest.mark.slow
 def test_main_sample_mode_completes_a_prompt_also_in_a_workdir_trained_without_the_keys(tmp_path):
   config = quickstart.get_config()
   config.model.num_layers, config.model.width, config.model.mlp_dim = 1, 32, 64  # Compiles in seconds.

@@ -181,9 +181,10 @@ def test_too_few_patches_names_the_keys():
     _dataset("embedded_images", image_size=300)
 
 
+@pytest.mark.slow
 def test_importing_data_does_not_import_tensorflow():
   code = "import ardm_jax.data, sys; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
-  subprocess.run([sys.executable, "-c", code], check=True, cwd=pathlib.Path(__file__).parents[1])
+  subprocess.run([sys.executable, "-c", code], check=True, cwd=pathlib.Path(__file__).parents[2])
 
 
 # ------------------------------------------------------------------------------------------ embedded_text

@@ -24,7 +24,7 @@ from configs import files as files_config
 from tests import fake_data
 from tests import gcs_emulator
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NUM_FILES = 12
 
 
@@ -119,6 +119,7 @@ def test_home_relative_path(text_dir, monkeypatch):
   assert [name for name, _ in listed] == [f"doc{i:02d}.txt" for i in range(NUM_FILES)]
 
 
+@pytest.mark.slow
 def test_a_gs_copy_of_the_folder_gives_the_same_dataset(bytes_dir, tmp_path):
   """Names are relative to the folder, so its copy on an object store (here a GCS emulator) splits the same."""
   mine = tmp_path / "mine"
@@ -325,6 +326,7 @@ def test_bad_files_config_values(fields, message):
   assert message in str(info.value)
 
 
+@pytest.mark.slow
 def test_main_reports_a_wrong_file_in_one_line(tmp_path):
   (tmp_path / "data").mkdir()
   (tmp_path / "data" / "a.txt").write_text("hello " * 400)
@@ -345,6 +347,7 @@ def test_main_reports_a_wrong_file_in_one_line(tmp_path):
   ]
 
 
+@pytest.mark.slow
 def test_two_training_steps_on_text_files_then_a_codec_of_them(text_dir, tmp_path):
   config = files_config.get_config("text")
   config.data.path = str(text_dir)

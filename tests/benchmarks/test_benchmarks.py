@@ -1,11 +1,14 @@
 """Every benchmark script starts: its imports resolve (run as `python benchmarks/NAME.py` from a checkout)."""
 
+import pytest
 import os
 import pathlib
 import subprocess
 import sys
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # Processes, emulators, launchers, faults or training: the full tier.
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
 # benchmarks/_*.py are modules the scripts import (shared measurements), not scripts.
 SCRIPTS = sorted(p for p in (REPO / "benchmarks").glob("*.py") if not p.name.startswith("_"))
 

@@ -22,7 +22,7 @@ from configs import common
 from configs import quickstart
 from configs import text8
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(name="text8_zip", scope="module")
@@ -47,6 +47,7 @@ def run_main(*flags, workdir="/nonexistent/never_created"):
 LOCAL = "--config=" + os.path.join(REPO, "configs/text8.py:local")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
   "flags, message",
   [
@@ -378,6 +379,7 @@ def test_bad_data_values(fields, message):
   assert message in str(info.value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
   "config_file, message",
   [
@@ -420,6 +422,7 @@ def test_config_file_that_does_not_run(config_file, message, tmp_path):
   assert len(run.stderr.strip().splitlines()) == 1 and "Traceback" not in run.stderr, run.stderr[-2000:]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
   "flag, message",
   [
@@ -585,6 +588,7 @@ def fixture_workdir_with_checkpoint(text8_zip, tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow
 def test_checkpoint_from_a_different_config(workdir_with_checkpoint, text8_zip):
   config = text8_config(text8_zip)
   config.model.num_layers = 3

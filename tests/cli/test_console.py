@@ -1,5 +1,6 @@
 """The console of a run: progress and metrics, without the INFO logs of libraries unless --verbosity asks."""
 
+import pytest
 import os
 import pathlib
 import re
@@ -11,7 +12,9 @@ import orbax.checkpoint
 
 import fake_data
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # Processes, emulators, launchers, faults or training: the full tier.
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
 # absl's line prefix: level letter, date, time, thread id, then the file's basename and line.
 LOG_LINE = re.compile(r"^([IWEF])\d{4} [\d:.]+\s+\d+ (\S+\.py):\d+\] ")
 

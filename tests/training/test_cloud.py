@@ -28,7 +28,9 @@ from ardm_jax.training import experiment
 from ardm_jax.training import train
 from configs import text8
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.slow  # Processes, emulators, launchers, faults or training: the full tier.
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NUM_STEPS = 12
 WORKDIR = "gs://bucket/run"
 
@@ -240,7 +242,7 @@ def test_gcs_checkpoints_fall_back_set_aside_and_refuse_another_config(gcs, text
 def test_compress_writes_and_reads_gs_and_keeps_existing_objects(gcs, tmp_path):
   """encode/decode with gs:// inputs and outputs; an existing object is kept without --force, as a local file."""
   from ardm_jax import codec  # pylint: disable=g-import-not-at-top
-  from tests import test_codec  # pylint: disable=g-import-not-at-top
+  from tests.codec import test_codec  # pylint: disable=g-import-not-at-top
 
   del gcs
   test_codec._bundle(tmp_path / "bundle")

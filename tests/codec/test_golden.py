@@ -1,4 +1,4 @@
-"""Golden files: compressed files written once (tests/golden/write.py), one per data kind and per method, which
+"""Golden files: compressed files written once (tests/codec/golden/write.py), one per data kind and per method, which
 this version must decode to their originals byte for byte. A change of the format must bump container.VERSION
 and rewrite them on purpose."""
 

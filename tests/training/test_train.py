@@ -16,6 +16,8 @@ from ardm_jax.training import evaluation
 from ardm_jax.training import experiment
 from ardm_jax.training import train
 
+pytestmark = pytest.mark.slow  # Processes, emulators, launchers, faults or training: the full tier.
+
 
 def load_config(name: str, arg: str = "local"):
   return importlib.import_module(f"configs.{name}").get_config(arg)

@@ -32,7 +32,7 @@ from ardm_jax.training import train
 from configs import text8
 
 # A restore that fails on a corrupted file leaves orbax's async readers complaining about a closed event loop.
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")]
 NUM_STEPS = 16  # Of the uninterrupted run; a checkpoint after every step, the last 3 kept: 14, 15, 16.
 OVERRIDES = {
   "training.checkpoint_every_steps": 1,

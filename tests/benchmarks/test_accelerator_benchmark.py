@@ -10,7 +10,9 @@ import sys
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # Processes, emulators, launchers, faults or training: the full tier.
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 # The columns and their types (None only where the CPU has no such number).
 NONE = type(None)

@@ -15,11 +15,14 @@ from ardm_jax.training import experiment
 from ardm_jax.training import train
 from ardm_jax.models import layers
 
-pytestmark = pytest.mark.skipif(
-  jax.default_backend() != "gpu",
-  reason="needs a GPU (cuDNN attention, bf16 on the device); the test session runs on the CPU unless "
-  "JAX_PLATFORMS=cuda is set",
-)
+pytestmark = [
+  pytest.mark.slow,
+  pytest.mark.skipif(
+    jax.default_backend() != "gpu",
+    reason="needs a GPU (cuDNN attention, bf16 on the device); the test session runs on the CPU unless "
+    "JAX_PLATFORMS=cuda is set",
+  ),
+]
 
 # (length, heads, head size): text8's Transformer (250 characters, 12 heads of 64), the CIFAR-10 U-Net's
 # attention (32 x 32 positions, one head of 256 channels), and a shape cuDNN's flash attention always takes.

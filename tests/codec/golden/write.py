@@ -1,7 +1,7 @@
 r"""Writes the golden files: small bundles and, for every data kind and every method, a compressed file and its
-original, which every later version must decode byte-exact (tests/test_golden.py).
+original, which every later version must decode byte-exact (tests/codec/test_golden.py).
 
-  python tests/golden/write.py    # only on purpose: after a deliberate format change, with container.VERSION bumped
+  python tests/codec/golden/write.py  # only on purpose: after a format change, with container.VERSION bumped
 
 The bundles hold tiny randomly initialised networks (a round trip needs no trained model); everything is seeded.
 """
@@ -12,7 +12,7 @@ import shutil
 import sys
 import wave
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3]))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
