@@ -22,8 +22,8 @@ def base_config() -> ml_collections.ConfigDict:
   # 'paper' (the paper's network, for fidelity) | 'improved' (learns faster at equal size: docs/networks.md).
   c.model.arch = "paper"
   c.model.dtype = "float32"  # Compute dtype 'float32' | 'bfloat16' (params, optimizer state, logits stay float32).
-  c.model.attention = "einsum"  # 'einsum' (Flax default) | 'dot_product' (jax.nn.dot_product_attention, cuDNN).
-  c.model.remat = "none"  # Rematerialise every block: 'none' | 'full' | 'dots' | 'dots_no_batch'.
+  c.model.attention = "einsum"  # 'einsum' (Flax default) or 'dot_product' (cuDNN): models/layers.py ATTENTION.
+  c.model.remat = "none"  # Rematerialise every block: 'none' or a policy of models/layers.py REMAT_POLICIES.
   c.model.dropout = 0.0  # Dropout rate in [0, 1).
 
   c.objective = oa_objective(absorbing_value=128)

@@ -4,7 +4,6 @@ between the splits. Design notes: docs/design.md#files
 """
 
 import hashlib
-import io
 import os
 
 from etils import epath
@@ -13,10 +12,10 @@ import numpy as np
 from ardm_jax.io import paths
 from ardm_jax.data import dataset
 from ardm_jax.data import images
+from ardm_jax.data import media
 from ardm_jax.data import text
 
 KINDS = ("text", "bytes", "images")
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _GLOB_CHARS = "*?["
 _LEAVE_OUT = "move it out of data.path or narrow data.path to a glob such as 'DIR/%s'"
 _CROP_SHIFT = np.uint64(3)  # Bits 0-2 of a row's random bits pick the dihedral transform.
@@ -127,18 +126,15 @@ def text_ids(raw: bytes, file: epath.Path) -> np.ndarray:
 
 def png_pixels(raw: bytes, file: epath.Path) -> np.ndarray:
   """A PNG file's pixels uint8 [H, W, 3] (grayscale repeated to 3 channels); ValueError naming the file."""
-  from PIL import Image  # pylint: disable=import-outside-toplevel
-
-  if not raw.startswith(PNG_SIGNATURE):
+  if not raw.startswith(media.PNG_SIGNATURE):
     raise ValueError(
       f"{file}: not a PNG file (it starts with {raw[:8]!r}); data.kind='images' reads PNG files only: "
       f"convert it to PNG, or {_LEAVE_OUT % '*.png'}"
     )
   try:
-    image = Image.open(io.BytesIO(raw))
-    image.load()
-  except (OSError, SyntaxError, ValueError) as error:
-    raise ValueError(f"{file}: not a readable PNG, truncated or corrupt ({error}); replace or remove it") from None
+    image = media.read_png(raw, str(file))
+  except media.MediaError as error:
+    raise ValueError(f"{file}: not a readable PNG, truncated or corrupt ({error.why}); replace or remove it") from None
   if image.mode not in ("RGB", "L"):
     raise ValueError(
       f"{file}: PNG mode {image.mode!r} is not supported (RGB and grayscale 'L' are, as the image codec codes "

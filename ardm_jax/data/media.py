@@ -12,7 +12,11 @@ _PNG_PIXEL_CHUNKS = (b"IHDR", b"IDAT", b"IEND")
 
 
 class MediaError(ValueError):
-  """A file that is not the PNG or WAV it should be; the message names it."""
+  """A file that is not the PNG or WAV it should be; the message names it, `why` is the reader's own reason."""
+
+  def __init__(self, message: str, why: str = ""):
+    super().__init__(message)
+    self.why = why
 
 
 def read_png(raw: bytes, name: str):
@@ -23,7 +27,7 @@ def read_png(raw: bytes, name: str):
     image = Image.open(io.BytesIO(raw))
     image.load()
   except Exception as e:  # pylint: disable=broad-except  # PIL raises many kinds for damaged files.
-    raise MediaError(f"{name}: not a readable image ({e})") from None
+    raise MediaError(f"{name}: not a readable image ({e})", str(e)) from None
   return image
 
 

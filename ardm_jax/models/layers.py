@@ -65,6 +65,8 @@ def _fused_attention(query, key, value, dtype=None):
   return jax.nn.dot_product_attention(query, key, value, implementation=None)
 
 
+ARCH_NAMES = ("paper", "improved")  # The architectures every network offers (each model's ARCHS).
+
 ATTENTION = {
   "einsum": nn.dot_product_attention,  # Flax's default: two einsums around a float32 softmax.
   "dot_product": _fused_attention,

@@ -8,6 +8,9 @@ import numbers
 from typing import Any, Callable, Mapping, Union
 
 
+from ardm_jax.models import layers
+
+
 class ConfigError(ValueError):
   """A config value or input file no run can use; the message names the key or file and the fix."""
 
@@ -108,11 +111,11 @@ _NETWORK = {
   "num_heads": POSITIVE,
   "dropout": UNIT_INTERVAL,
   "dtype": DTYPE,
-  "attention": one_of("einsum", "dot_product"),  # models/layers.py ATTENTION.
-  "remat": one_of("none", "full", "dots", "dots_no_batch"),
-}  # models/layers.py REMAT_POLICIES.
+  "attention": one_of(*layers.ATTENTION),
+  "remat": one_of("none", *layers.REMAT_POLICIES),
+}
 # The network's architecture (models/*.py ARCHS); configs older than the switch hold the paper's.
-ARCH = dataclasses.replace(one_of("paper", "improved"), absent_ok=True)
+ARCH = dataclasses.replace(one_of(*layers.ARCH_NAMES), absent_ok=True)
 MODEL = Choice(
   {
     "unet": {

@@ -18,6 +18,7 @@ from ardm_jax.io import paths
 from ardm_jax import codec
 from ardm_jax.training import train
 from ardm_jax.data import files
+from ardm_jax.data import media
 from ardm_jax.data import text
 from configs import common
 from configs import files as files_config
@@ -272,7 +273,7 @@ def test_binary_file_among_text(content, message, tmp_path):
       id="not_png",
     ),
     pytest.param(
-      {"cut.png": files.PNG_SIGNATURE + b"\x00\x00"}, r"cut.png: not a readable PNG, truncated or corrupt", id="cut"
+      {"cut.png": media.PNG_SIGNATURE + b"\x00\x00"}, r"cut.png: not a readable PNG, truncated or corrupt", id="cut"
     ),
     pytest.param({"rgba.png": _png((8, 8), 4)}, r"rgba.png: PNG mode 'RGBA' is not supported", id="rgba"),
     pytest.param(

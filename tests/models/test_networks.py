@@ -205,3 +205,10 @@ def test_unknown_arch_is_refused_by_name():
   config.model.arch = "fast"
   with pytest.raises(experiment.ConfigError, match=r"config.model.arch = 'fast' is not one of \['paper', 'improved'\]"):
     experiment.validate_config(config)
+
+
+def test_every_network_offers_the_architectures_the_schema_allows():
+  from ardm_jax.models import diffwave, unet  # pylint: disable=g-import-not-at-top
+
+  for module in (transformer, unet, diffwave):
+    assert tuple(module.ARCHS) == layers.ARCH_NAMES, module.__name__
