@@ -1,19 +1,6 @@
 """The compressed file format, version 2: a compact binary header, the payload, a CRC32 (no model knowledge).
 
-Layout (integers little-endian; varint = unsigned LEB128, at most 10 bytes):
-  magic b"ARDM" | version u8 (2) | method u8 (bit 7: a metadata field follows) | bundle fingerprint (8 bytes) |
-  numerics fingerprint (4 bytes) | CRC32 of the restored data (u32) | kind u8 | the kind's shape (varints) |
-  audio only: the sample rate (varint) | ardm only: budget index in the bundle (varint) | byte methods on
-  images, arrays and audio: the file size (varint) |
-  metadata, if flagged: length (varint) + UTF-8 JSON | payload | CRC32 of everything before it (u32).
-
-Nothing the bundle knows is repeated (order, plan and network batch layout come from the bundle that the
-fingerprint pins). A 32x32 RGB image coded by the model has a 30-byte header; a text file of under 16 KiB
-31 bytes. Every size in a header is bounded (`MAX_VALUES`, `MAX_FILE_BYTES`, `MAX_NDIM`) before anything is
-allocated, and the metadata is parsed as JSON data only.
-
-Version 1 files (the zlib-JSON header of earlier releases, magic b"ARDMzip\\0") are refused in one line that
-names their version.
+Every size in a header is bounded before anything is allocated. Layout: docs/design.md#container.
 """
 
 import dataclasses

@@ -1,12 +1,5 @@
-"""Conditional generation under a budget: infill text, inpaint images, continue a prompt (arXiv 2110.02037).
-
-An order-agnostic ARDM conditions on any subset of its variables: the k given variables come first in the
-order, generation starts at step k (plan_walk.conditioned_stage), and the budget planner plans only the D - k
-remaining steps with the tracked losses L_k .. L_{D-1} (planner.plan_remaining; an upscale model plans each
-stage so, a variable given at full resolution being given in every stage). The sampling walk itself is
-sampler.sample; this module turns inputs (a text with mask characters, a prompt, a PNG with a mask or alpha)
-into what it conditions on, plans, and writes the outputs that `python -m ardm_jax.generate` and
-`main.py --mode=sample` (config keys sample.prompt, sample.mask, sample.mask_char) produce.
+"""Conditional generation under a budget (arXiv 2110.02037): the k given variables come first in the order, and
+the planner plans only the D - k remaining steps. Design notes: docs/design.md#conditional.
 """
 
 import dataclasses
