@@ -13,7 +13,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.seed = 0  # Seed of parameter init and of the training/eval rngs.
 
   c.data = ml_collections.ConfigDict()  # Fields per source: see image_data / text_data / files_data below.
-  # 'cifar10' | 'text8' | 'embedded_text' | 'embedded_bytes' | 'embedded_images' | 'files'.
+  # 'cifar10' | 'text8' | 'embedded_text' | 'embedded_bytes' | 'embedded_images' | 'embedded_photos' | 'files'.
   c.data.name = ""
   c.data.seed = 0  # Seed of the data order, crops and augmentation.
 
@@ -55,6 +55,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.batch_size = 128
   c.eval.num_passes = 4  # Passes over the test set, one (t, order) per example per pass.
   c.eval.max_batches = 0  # 0 = the whole split; > 0 caps batches per pass (quick checks).
+  c.eval.plan_budgets = "1,5,10,20,D"  # --mode=plan measures the test bpd under these budgets' plans ('D': all).
+  c.eval.plan_points = 64  # Test points of that measurement (one random order each).
 
   c.sample = ml_collections.ConfigDict()
   # Network calls per stage, 1..D (D = sequential sampling); required, each config sets it.
@@ -101,7 +103,7 @@ def upscale_objective(
 
 
 def image_data(name: str) -> ml_collections.ConfigDict:
-  """Data section of an image source ('cifar10' or 'embedded_images')."""
+  """Data section of an image source ('cifar10', 'embedded_images' or 'embedded_photos')."""
   d = ml_collections.ConfigDict()
   d.name = name
   d.seed = 0  # Seed of the data order and augmentation.
@@ -110,6 +112,8 @@ def image_data(name: str) -> ml_collections.ConfigDict:
   if name == "cifar10":
     d.tfds_data_dir = ""  # tfds data_dir; '' = tfds's default ($TFDS_DATA_DIR or ~/tensorflow_datasets).
     d.download = False  # Let tfds download and prepare CIFAR-10 if it is missing.
+  elif name == "embedded_photos":
+    d.image_size = 32  # Patch size cut from scikit-image's photos (test: the held-out cat photo's grid).
   else:
     d.image_size = 32  # Patch size cut from the embedded photos.
     d.downscale = 1  # Integer downscale of the photos before cutting.
@@ -171,6 +175,8 @@ def local_run(c: ml_collections.ConfigDict, *, batch_size: int, num_samples: int
   c.eval.batch_size = batch_size
   c.eval.num_passes = 1
   c.eval.max_batches = 2
+  c.eval.plan_budgets = f"1,{budget}"
+  c.eval.plan_points = 8
   c.sample.num_samples = num_samples
   c.sample.budget = budget
   c.compress.budget = budget

@@ -61,6 +61,8 @@ def make_dataset(data: Mapping[str, Any]) -> Dataset:
     train, test = (images.load_cifar10(split, data["tfds_data_dir"], data["download"]) for split in ("train", "test"))
   elif name == "embedded_images":
     train, test = images.embedded_image_patches(data["image_size"], data["downscale"])
+  elif name == "embedded_photos":
+    train, test = images.embedded_photo_patches(data["image_size"])
   else:
     raise ValueError(f"data.name={name!r} is not a data source of ardm_jax.data")
   return images.image_dataset(name, train, test, augment=data["augment"], seed=seed)

@@ -1,6 +1,8 @@
-"""Image sources: CIFAR-10 (tensorflow-datasets) and the built-in `embedded_images` (no download): finite sets of
-uint8 RGB images (K = 256) batched by `dataset.Dataset`, with an optional dihedral augmentation per training row.
-Design notes: docs/design.md#images
+"""Image sources: CIFAR-10 (tensorflow-datasets) and the built-in `embedded_images` and `embedded_photos` (no
+download): finite sets of uint8 RGB images (K = 256) batched by `dataset.Dataset`, with an optional dihedral
+augmentation per training row.
+`embedded_photos` splits scikit-image's lossless photos by photo: TEST_PHOTOS (the cat) are held out whole, the
+TRAIN_PHOTOS give the training patches. Design notes: docs/design.md#images
 """
 
 import functools
@@ -13,6 +15,16 @@ from ardm_jax.data import dataset
 NUM_CLASSES = 256
 CIFAR10_SHAPE = (32, 32, 3)
 EMBEDDED_TEST_EVERY = 10
+# scikit-image's PNG colour photos with a stated free licence (its JPEGs rocket, retina and hubble_deep_field are
+# left out, and its Middlebury stereo motorcycle, whose licence scikit-image does not state).
+TRAIN_PHOTOS = ("astronaut", "coffee", "immunohistochemistry")
+TEST_PHOTOS = ("chelsea",)
+PHOTO_LICENCES = {
+  "astronaut": "public domain (NASA)",
+  "coffee": "CC0 (Rachel Michetti)",
+  "immunohistochemistry": "no known copyright restrictions (CMMI)",
+  "chelsea": "CC0 (Stefan van der Walt)",
+}
 _TFDS_READ_BATCH = 10_000
 
 
@@ -99,6 +111,47 @@ def embedded_image_patches(image_size: int, downscale_factor: int) -> tuple[np.n
     )
   is_test = np.arange(len(all_patches)) % EMBEDDED_TEST_EVERY == 0
   return all_patches[~is_test], all_patches[is_test]
+
+
+@functools.cache
+def embedded_photos() -> dict[str, np.ndarray]:
+  """The TRAIN_PHOTOS and TEST_PHOTOS by name, uint8 [H, W, 3] (read-only), decoded once from scikit-image's wheel."""
+  from skimage import data as skdata  # pylint: disable=import-outside-toplevel
+
+  photos = {
+    "astronaut": skdata.astronaut(),
+    "coffee": skdata.coffee(),
+    "immunohistochemistry": skdata.immunohistochemistry(),
+    "chelsea": skdata.chelsea(),
+  }
+  for photo_HxWx3 in photos.values():
+    photo_HxWx3.setflags(write=False)
+  return photos
+
+
+def embedded_photo_patches(patch_size: int) -> tuple[np.ndarray, np.ndarray]:
+  """(train, test) patches uint8 [N, P, P, 3] and [M, P, P, 3] (P = patch_size) of scikit-image's photos.
+
+  Test: the non-overlapping grid of each TEST_PHOTO. Train: that grid of each TRAIN_PHOTO, plus the grid shifted
+  by P // 2 down and right (half-overlapping patches, for variety).
+
+  Raises:
+    ValueError: patch_size leaves no test patch.
+  """
+  photos = embedded_photos()
+  test_MxPxPx3 = np.concatenate([patches(photos[name], patch_size) for name in TEST_PHOTOS])
+  if not len(test_MxPxPx3):
+    sizes = ", ".join(f"{name} {photos[name].shape[0]}x{photos[name].shape[1]}" for name in TEST_PHOTOS)
+    largest = max(min(photos[name].shape[:2]) for name in TEST_PHOTOS)
+    raise ValueError(
+      f"data.image_size={patch_size} leaves no test patch of the held-out photos ({sizes}); use "
+      f"data.image_size <= {largest}"
+    )
+  shift = patch_size // 2
+  train_NxPxPx3 = np.concatenate(
+    [patches(photos[name][offset:, offset:], patch_size) for name in TRAIN_PHOTOS for offset in (0, shift)]
+  )
+  return train_NxPxPx3, test_MxPxPx3
 
 
 def image_dataset(name: str, train: np.ndarray, test: np.ndarray, *, augment: bool, seed: int) -> dataset.Dataset:

@@ -9,6 +9,7 @@ SOURCES = {
   "embedded_bytes": "bytes",
   "cifar10": "image",
   "embedded_images": "image",
+  "embedded_photos": "image",
   "sc09": "audio",
   "embedded_audio": "audio",
 }

@@ -86,6 +86,7 @@ DATA = Choice(
   {
     "cifar10": {**_IMAGE_SOURCE, "tfds_data_dir": STRING, "download": BOOL},
     "embedded_images": {**_IMAGE_SOURCE, "image_size": POSITIVE, "downscale": POSITIVE},
+    "embedded_photos": {**_IMAGE_SOURCE, "image_size": POSITIVE},
     "text8": {**_TEXT_SOURCE, "path": TEXT8_ZIP, "eval_split": one_of("test", "valid")},
     "embedded_text": {**_TEXT_SOURCE, "eval_split": one_of("test")},
     "embedded_bytes": {**_TEXT_SOURCE, "eval_split": one_of("test")},
@@ -190,7 +191,14 @@ SCHEMA = {
     "compilation_cache_dir": STRING,
     "profile_steps": NON_NEGATIVE,
   },
-  "eval": {"batch_size": POSITIVE, "num_passes": POSITIVE, "max_batches": NON_NEGATIVE},
+  "eval": {
+    "batch_size": POSITIVE,
+    "num_passes": POSITIVE,
+    "max_batches": NON_NEGATIVE,
+    # --mode=plan: the budgets whose likelihood is measured ('1,5,10,20,D'), and on how many test points.
+    "plan_budgets": Rule("string", "must list budgets, e.g. '1,5,10,20,D'", lambda v: v.strip() != "", absent_ok=True),
+    "plan_points": Rule("integer", "must be >= 1", lambda v: v >= 1, absent_ok=True),
+  },
   "sample": {
     "budget": BUDGET,
     "num_samples": POSITIVE,

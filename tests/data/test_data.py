@@ -184,6 +184,7 @@ def test_too_few_patches_names_the_keys():
 @pytest.mark.slow
 def test_importing_data_does_not_import_tensorflow():
   code = "import ardm_jax.data, sys; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+  code += "; assert 'skimage' not in sys.modules, 'skimage imported'"
   subprocess.run([sys.executable, "-c", code], check=True, cwd=pathlib.Path(__file__).parents[2])
 
 
@@ -261,6 +262,82 @@ def test_eval_weights_count_real_rows_across_processes():
     x, weight = _gathered_eval(ds, batch_size=5, process_count=process_count)
     assert weight.sum() == 52 and len(x) % (5 * process_count) == 0
     np.testing.assert_array_equal(x[weight == 1], ds.eval_examples)
+
+
+# ---------------------------------------------------------------------------------------- embedded_photos
+
+
+def _grid_counts(shape_HxWxC, size, offsets=(0,)):
+  """Patches of the size x size grid(s) that start at each offset (down and right) of an image of this shape."""
+  return sum(((shape_HxWxC[0] - o) // size) * ((shape_HxWxC[1] - o) // size) for o in offsets)
+
+
+def _window_hashes(image_HxWx3, size):
+  """A 64-bit linear hash of every size x size window of the image, [H - size + 1, W - size + 1]: equal windows
+  hash equal (so a hash found nowhere means the window is found nowhere)."""
+  multipliers = np.random.default_rng(0).integers(1, 2**63, size=(2, size, 3), dtype=np.uint64) | np.uint64(1)
+  pixels = image_HxWx3.astype(np.uint64)
+  height, width = pixels.shape[:2]
+  rows = sum(pixels[:, k : width - size + 1 + k] @ multipliers[0, k] for k in range(size))
+  return sum(rows[k : height - size + 1 + k] * multipliers[1, k, 0] for k in range(size))
+
+
+def test_embedded_photos_are_split_by_photo():
+  assert images.TEST_PHOTOS == ("chelsea",) and not set(images.TRAIN_PHOTOS) & set(images.TEST_PHOTOS)
+  assert set(images.PHOTO_LICENCES) == {*images.TRAIN_PHOTOS, *images.TEST_PHOTOS}
+  import skimage.data  # pylint: disable=import-outside-toplevel
+
+  size = 8
+  train, test = images.embedded_photo_patches(size)
+  cat = skimage.data.chelsea()
+  rows, cols = cat.shape[0] // size, cat.shape[1] // size
+  tiled = test.reshape(rows, cols, size, size, 3).transpose(0, 2, 1, 3, 4).reshape(rows * size, cols * size, 3)
+  np.testing.assert_array_equal(tiled, cat[: rows * size, : cols * size])  # the held-out photo's grid, exactly
+  assert not set(_image_hashes(test)) & set(_image_hashes(train))
+  # No test patch is any 8x8 window of a training photo, at any offset; the 16 and 32 grids of the cat are made of
+  # these 8x8 patches, so neither are theirs.
+  photos = images.embedded_photos()
+  train_windows = np.concatenate([_window_hashes(photos[name], size).ravel() for name in images.TRAIN_PHOTOS])
+  test_windows = _window_hashes(photos["chelsea"], size)[::size, ::size][:rows, :cols].ravel()
+  assert len(train_windows) > 700_000 and len(test_windows) == len(test)
+  assert not np.isin(test_windows, train_windows).any()
+  astronaut, shift = photos["astronaut"], size // 2  # the first training photo: its grid, then the shifted grid
+  np.testing.assert_array_equal(train[0], astronaut[:size, :size])
+  np.testing.assert_array_equal(
+    train[_grid_counts(astronaut.shape, size)], astronaut[shift : shift + size, shift : shift + size]
+  )
+
+
+@pytest.mark.parametrize("size", [8, 16, 32])
+def test_embedded_photo_patch_counts(size):
+  ds = _dataset("embedded_photos", image_size=size)
+  photos = images.embedded_photos()
+  num_train = sum(_grid_counts(photos[name].shape, size, (0, size // 2)) for name in images.TRAIN_PHOTOS)
+  num_test = sum(_grid_counts(photos[name].shape, size) for name in images.TEST_PHOTOS)
+  assert (ds.num_train_examples, ds.num_eval_examples) == (num_train, num_test)
+  assert (ds.name, ds.event_shape, ds.num_classes) == ("embedded_photos", (size, size, 3), 256)
+  assert ds.train_examples.dtype == ds.eval_examples.dtype == np.uint8
+  batch = ds.train_batch(0, 8)
+  assert batch.shape == (8, size, size, 3) and batch.dtype == np.int32 and 0 <= batch.min() <= batch.max() <= 255
+
+
+def test_embedded_photos_batches_are_deterministic_in_seed():
+  for augment in (False, True):
+    ds, same = _dataset("embedded_photos", augment=augment), _dataset("embedded_photos", augment=augment)
+    np.testing.assert_array_equal(ds.train_batch(3, 16), same.train_batch(3, 16))
+    assert not np.array_equal(
+      ds.train_batch(3, 16), _dataset("embedded_photos", seed=1, augment=augment).train_batch(3, 16)
+    )
+    for (x, weight), (x_same, weight_same) in zip(ds.eval_batches(32), same.eval_batches(32)):
+      np.testing.assert_array_equal(x, x_same)
+      np.testing.assert_array_equal(weight, weight_same)
+
+
+def test_embedded_photo_patch_larger_than_held_out_photo_names_the_size():
+  height = min(images.embedded_photos()[name].shape[0] for name in images.TEST_PHOTOS)
+  assert images.embedded_photo_patches(height)[1].shape == (1, height, height, 3)
+  with pytest.raises(ValueError, match=rf"data.image_size={height + 1} leaves no test patch"):
+    _dataset("embedded_photos", image_size=height + 1)
 
 
 # ------------------------------------------------------------------------------------------------ cifar10

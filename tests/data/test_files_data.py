@@ -314,7 +314,7 @@ def test_shipped_variants_are_valid(variant):
     pytest.param(
       {"image_size": 8},
       "config.data.image_size is not used with data.name='files' and data.kind='bytes' (only with "
-      "data.name='embedded_images', data.kind='images'); remove it from the config.",
+      "data.name='embedded_images', data.name='embedded_photos', data.kind='images'); remove it from the config.",
       id="image_size_for_bytes",
     ),
   ],

@@ -113,7 +113,7 @@ def test_command_line_mistakes(flags, message, text8_zip):
     pytest.param(
       {"data.name": "mnist"},
       experiment.ConfigError,
-      "config.data.name = 'mnist' is not one of ['cifar10', 'embedded_images', 'text8', "
+      "config.data.name = 'mnist' is not one of ['cifar10', 'embedded_images', 'embedded_photos', 'text8', "
       "'embedded_text', 'embedded_bytes', 'sc09', 'embedded_audio', 'files']; pick one with --config.data.name=",
       id="unknown_dataset",
     ),
@@ -246,7 +246,7 @@ def test_command_line_mistakes(flags, message, text8_zip):
       {"data.augment": True},
       experiment.ConfigError,
       "config.data.augment is not used with data.name='text8' (only with data.name='cifar10', "
-      "data.name='embedded_images', data.name='files'); remove it from the config.",
+      "data.name='embedded_images', data.name='embedded_photos', data.name='files'); remove it from the config.",
       id="image_key_on_text",
     ),
     pytest.param(
