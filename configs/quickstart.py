@@ -72,6 +72,8 @@ def get_config(arg=None):
   c.eval.batch_size = 64
   c.eval.num_passes = 2
   c.eval.max_batches = 0
+  c.eval.plan_budgets = "1,5,10,20,D"  # --mode=plan measures these plans' test bpd, and evenly spaced ones.
+  c.eval.plan_points = 64
   c.sample.num_samples = 4 if variant == "audio" else 8
   c.sample.budget = 16
   c.compress.budget = 16

@@ -42,3 +42,12 @@ def log_likelihood(logits_fn: plan_walk.LogitsFn, x: jax.Array, sigma: jax.Array
     0, num_stages * num_calls, call, jnp.zeros((batch_size, num_stages, num_calls), jnp.float32)
   )
   return per_call.sum(axis=(1, 2)), per_call
+
+
+def bits_per_dim(logits_fn: plan_walk.LogitsFn, x: jax.Array, rng: jax.Array, starts, process: plan_walk.Process):
+  """float32 [B]: -log2 p(x) / D of each example under the plan `starts`, each along its own random order per
+  stage: a Monte-Carlo estimate, over examples and orders, of the likelihood a plan actually obtains."""
+  num_stages = process.num_stages
+  sigma = orders.sample_orders(rng, (num_stages * x.shape[0],) + x.shape[1:]).reshape((num_stages,) + x.shape)
+  log_px, _ = log_likelihood(logits_fn, x, sigma, starts, process)
+  return -log_px / (jnp.log(2.0) * x[0].size)

@@ -84,6 +84,13 @@ def plan_remaining(tracked_losses, budget, num_known: int) -> Plan:
   return Plan(starts=result.starts + num_known, cost=result.cost)
 
 
+def even_starts(num_steps: int, budget: int) -> np.ndarray:
+  """int64 [budget]: calls that start every num_steps / budget steps (floored), the schedule a discrete diffusion
+  model with `budget` steps takes; the planner's optimum is never worse on the same losses."""
+  budget = _validated_budget(budget, num_steps)
+  return (np.arange(budget, dtype=np.int64) * num_steps) // budget
+
+
 def plan_all(step_losses) -> np.ndarray:
   """Optimal costs for every budget: float64 [D], entry b-1 is plan(step_losses, b).cost (to rounding)."""
   losses = _validated_losses(step_losses)

@@ -26,8 +26,9 @@ def write_text(path: str, text: str) -> None:
     paths.write_atomically(paths.resolve(path), text)
 
 
-def write_plan_plot(path: str, costs: np.ndarray, num_stages: int) -> None:
-  """Planned bits/dim against network calls per stage (log x axis) as a PNG."""
+def write_plan_plot(path: str, costs: np.ndarray, num_stages: int, measured=()) -> None:
+  """Planned bits/dim against network calls per stage (log x axis) as a PNG, with the bits/dim measured under
+  the optimal and the evenly spaced plans (rows of inference.measure_plans) where given."""
   if not _is_writer():
     return
   import matplotlib  # pylint: disable=g-import-not-at-top
@@ -36,11 +37,18 @@ def write_plan_plot(path: str, costs: np.ndarray, num_stages: int) -> None:
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
 
   fig, ax = plt.subplots(figsize=(5, 3.5))
-  ax.plot(np.arange(1, len(costs) + 1), costs)
+  ax.plot(np.arange(1, len(costs) + 1), costs, label="planned (tracked losses)")
+  for key, label in (("measured", "measured, optimal plan"), ("even", "measured, evenly spaced")):
+    if measured:
+      budgets = [r["budget"] for r in measured]
+      values, errors = [r[key] for r in measured], [r[f"{key}_stderr"] for r in measured]
+      ax.errorbar(budgets, values, yerr=errors, marker="o", linestyle="--", capsize=3, label=label)
   ax.set_xscale("log")
   ax.set_xlabel("network calls per stage" if num_stages > 1 else "network calls")
-  ax.set_ylabel("planned bits per dimension")
+  ax.set_ylabel("bits per dimension")
   ax.grid(True, alpha=0.3)
+  if measured:
+    ax.legend(fontsize=8)
   fig.tight_layout()
   buffer = io.BytesIO()
   fig.savefig(buffer, format="png", dpi=120)

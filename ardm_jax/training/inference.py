@@ -2,6 +2,9 @@
 the EMA parameters. Design notes: docs/design.md#inference
 """
 
+import json
+import math
+
 from absl import logging
 import jax
 import ml_collections
@@ -17,6 +20,7 @@ from ardm_jax.data import kinds
 from ardm_jax.data import media
 from ardm_jax.io import outputs
 from ardm_jax.io import paths
+from ardm_jax.core import likelihood
 from ardm_jax.core import planner
 from ardm_jax.core import sampler
 from ardm_jax.core import step_tracker
@@ -128,20 +132,88 @@ def _sample_given(exp: experiment.Experiment, state, workdir: str) -> np.ndarray
   return samples
 
 
+def plan_budgets(spec: str, num_variables: int) -> list[int]:
+  """The budgets of a comma-separated spec ('D' = one call per variable), each capped at D, sorted."""
+  try:
+    budgets = {num_variables if b.strip() == "D" else int(b) for b in spec.split(",") if b.strip()}
+  except ValueError:
+    budgets = set()
+  if not budgets or min(budgets) < 1:
+    raise experiment.ConfigError(
+      f"config.eval.plan_budgets = {spec!r} must list network calls per stage >= 1, e.g. '1,5,10,20,D'."
+    )
+  return sorted(min(b, num_variables) for b in budgets)
+
+
+def measure_plans(exp: experiment.Experiment, state, budgets, num_points: int, seed: int = 0) -> list[dict]:
+  """Test bits/dim actually obtained under the optimal plan of every budget, and under evenly spaced calls (the
+  schedule a discrete diffusion model with that many steps takes), beside the planner's estimate.
+
+  Each of the first num_points test points is scored along its own random order per stage (a Monte-Carlo
+  estimate over points and orders: mean and standard error over points; both schedules see the same points and
+  orders, so their difference is paired). Returns one dict per budget: budget, planned, measured,
+  measured_stderr, even, even_stderr, even_minus_optimal, even_minus_optimal_stderr.
+  """
+  cfg = exp.config.eval
+  batches = exp.dataset.eval_batches(cfg.batch_size)
+  xs = np.concatenate([batch[weight > 0] for batch, weight in batches])[:num_points]
+  logits_fn = exp.logits_fn(state.ema_params)
+  losses, _ = stage_step_losses(exp, state)
+  rows = []
+  for budget in budgets:
+    plans = [planner.plan(stage_losses, budget) for stage_losses in losses]
+    schedules = {
+      "measured": np.stack([p.starts for p in plans]),
+      "even": np.stack([planner.even_starts(exp.num_variables, budget)] * exp.num_stages),
+    }
+    row = {"budget": budget, "planned": float(sum(p.cost for p in plans))}
+    per_point = {}
+    for name, starts in schedules.items():
+      score = jax.jit(lambda x, rng, starts=starts: likelihood.bits_per_dim(logits_fn, x, rng, starts, exp.process))
+      bpd = np.concatenate(
+        [
+          np.asarray(score(xs[i : i + cfg.batch_size], jax.random.key(seed * 1000 + i)), np.float64)
+          for i in range(0, len(xs), cfg.batch_size)
+        ]
+      )
+      row[name], row[f"{name}_stderr"] = float(bpd.mean()), float(bpd.std() / math.sqrt(len(bpd)))
+      per_point[name] = bpd
+    gap = per_point["even"] - per_point["measured"]  # Paired: the same points along the same orders.
+    row["even_minus_optimal"], row["even_minus_optimal_stderr"] = (
+      float(gap.mean()),
+      float(gap.std() / math.sqrt(len(gap))),
+    )
+    rows.append(row)
+  return rows
+
+
 def plan_report(config: ml_collections.ConfigDict, workdir: str) -> dict[int, float]:
-  """Budget (calls per stage) -> planned bits/dim from the tracked step losses; prints a table, saves a plot."""
+  """Budget (calls per stage) -> planned bits/dim from the tracked step losses; prints a table with the bits/dim
+  measured under the optimal and the evenly spaced plans of config.eval.plan_budgets, saves a plot and JSON."""
   exp, _, state = restore(config, workdir)
   losses, note = stage_step_losses(exp, state)
   costs = sum(planner.plan_all(stage_losses) for stage_losses in losses)  # [D], per budget
   num_variables = exp.num_variables
   budgets = sorted({b for b in REPORT_BUDGETS if b < num_variables} | {num_variables})
   table = {b: float(costs[b - 1]) for b in budgets}
+  cfg = exp.config.eval
+  measured = measure_plans(
+    exp, state, plan_budgets(cfg.get("plan_budgets", "1,5,10,20,D"), num_variables), cfg.get("plan_points", 64)
+  )
   lines = [f"{'budget':>8} {'calls':>8} {'planned bpd':>12}"]
   lines += [f"{b:>8} {b * exp.num_stages:>8} {table[b]:>12.4f}" for b in budgets]
+  lines += ["", "measured test bpd (mean +- standard error over points, one random order each):"]
+  lines += [f"{'budget':>8} {'planned':>9} {'optimal plan':>20} {'evenly spaced':>20}"]
+  lines += [
+    f"{r['budget']:>8} {r['planned']:>9.4f} {r['measured']:>11.4f} +- {r['measured_stderr']:.4f} "
+    f"{r['even']:>11.4f} +- {r['even_stderr']:.4f}"
+    for r in measured
+  ]
   text = "\n".join(lines + ([note] if note else []))
   root = paths.resolve(workdir)
   outputs.write_text(str(root / "plan.txt"), text + "\n")
-  outputs.write_plan_plot(str(root / "plan.png"), costs, exp.num_stages)
+  outputs.write_text(str(root / "plan.json"), json.dumps({"planned": table, "measured": measured}, indent=1))
+  outputs.write_plan_plot(str(root / "plan.png"), costs, exp.num_stages, measured)
   if jax.process_index() == 0:
     print(text)
     print(f"plan table and plot: {root / 'plan.txt'}, {root / 'plan.png'}")

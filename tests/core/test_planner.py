@@ -174,3 +174,12 @@ def test_bad_step_losses_raise(losses, message):
     planner.plan(losses, 1)
   with pytest.raises(ValueError, match=message):
     planner.plan_all(losses)
+
+
+@pytest.mark.parametrize("num_steps, budget", [(10, 1), (10, 3), (10, 10), (250, 20), (7, 6)])
+def test_evenly_spaced_calls_start_at_zero_increase_and_never_beat_the_optimum(num_steps, budget):
+  starts = planner.even_starts(num_steps, budget)
+  assert starts[0] == 0 and len(starts) == budget and np.all(np.diff(starts) > 0) and starts[-1] < num_steps
+  np.testing.assert_array_equal(planner.even_starts(num_steps, num_steps), np.arange(num_steps))
+  losses = planner.sort_step_losses(np.random.RandomState(budget).exponential(size=num_steps))
+  assert planner.plan(losses, budget).cost <= planner.plan_cost(losses, starts) + 1e-9

@@ -3,6 +3,7 @@
 import pytest
 import glob
 import io
+import json
 import importlib
 import math
 import os
@@ -75,3 +76,12 @@ def test_a_short_run_plans_with_the_seen_steps_and_says_so(tmp_path):
   # Budget D pays every step's loss, and an unseen step costs what the seen ones around it cost, never 0.
   seen_ema = np.asarray(state.tracker.ema)[count > 0]
   assert table[num_steps] >= seen_ema.sum() + num_unseen * seen_ema.min() - 1e-6
+  # The bpd measured under the plans: at budget 1 and D both schedules are the same calls, so along the same
+  # orders they measure the same bits exactly. (In between, the plan is optimal for the tracked training losses,
+  # which two steps hardly estimate: evenly spaced calls may measure better here.)
+  measured = {r["budget"]: r for r in json.loads((tmp_path / "plan.json").read_text())["measured"]}
+  assert sorted(measured) == [1, 5, 10, 20, num_steps]
+  for budget in (1, num_steps):
+    assert measured[budget]["measured"] == measured[budget]["even"] and measured[budget]["even_minus_optimal"] == 0
+  for row in measured.values():
+    assert 0 < row["measured"] < 2 * UNIFORM_BPC and row["measured_stderr"] > 0
