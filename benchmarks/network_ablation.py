@@ -69,12 +69,12 @@ SETTINGS = {32: 1500, 128: 600}  # D -> training steps.
 BASE_MLP_DIM = 640
 # The image and audio quickstarts as they are (their own steps and sizes), one network field changed at a time.
 QUICKSTART_VARIANTS = {
-  "images": {"paper": {"arch": "paper"}, "improved": {"arch": "improved"}},
+  "images": {"paper": {"arch": "paper"}, "scale_shift": {"arch": "paper", "conditioning": "scale_shift"}},
   "audio": {
     "paper": {"arch": "paper", "use_step": False},
     "paper+step": {"arch": "paper", "use_step": True},
-    "improved": {"arch": "improved", "use_step": False},
-    "improved+step": {"arch": "improved", "use_step": True},
+    "zero_init": {"arch": "paper", "use_step": False, "zero_init": True},
+    "zero_init+step": {"arch": "paper", "use_step": True, "zero_init": True},
   },
 }
 

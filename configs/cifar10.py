@@ -17,6 +17,8 @@ repeats the VDM description it builds on, so the code is taken as the architectu
 text remains a switch: --config.model.attn_everywhere=False. Train step at batch 128 (XLA cost analysis; analytic
 count in brackets; benchmarks/RESULTS.md): 120.2 (123.1) TFLOP with attention everywhere (141,060,736
 parameters), 79.9 (82.9) TFLOP with the middle attention only (123,921,536 parameters).
+model.arch: 'paper' and 'improved' are the same network here (141,060,736 parameters, 120.2 TFLOP per train step,
+XLA): no change measured on the small U-Net learned faster (docs/networks.md).
 """
 
 from configs import common

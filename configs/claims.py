@@ -32,7 +32,7 @@ def get_config(arg=None):
     c.data = common.image_data("embedded_photos")
     c.data.image_size = 8
     c.data.augment = True
-    c.model.arch = "paper"  # The image network the ablation measured best (docs/networks.md).
+    c.model.arch = "paper"  # For the U-Net both archs are the paper network (docs/networks.md).
     if variant != "images":
       branching = 4 if variant == "images_upscale4" else 16
       c.objective = common.upscale_objective(c.objective, "digits", "direct", branching=branching)

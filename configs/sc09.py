@@ -18,6 +18,8 @@ Train step at batch 256 (XLA cost analysis; analytic count in brackets; benchmar
 (466.1) TFLOP, 24,057,434 parameters; sc09_upscale.py: 468.5 (465.6) TFLOP, 24,040,962 parameters. Without
 rematerialisation one step holds ~850 GiB of activations: a single accelerator needs model.remat=full and a
 smaller batch (or training.grad_accum_steps).
+model.arch: 'paper' and 'improved' are the same network here (24,057,434 parameters, 469.0 TFLOP per train step,
+XLA): no change measured on the small DiffWave stack learned faster (docs/networks.md).
 """
 
 from configs import common

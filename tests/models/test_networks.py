@@ -90,8 +90,8 @@ def test_rotary_network_sees_relative_positions_only(arch_fields):
   [
     (Transformer(**TINY_TRANSFORMER, **ADALN_ZERO), (10,), 28, "modulation"),
     (Transformer(**dict(TINY_TRANSFORMER, num_classes_out=3), **ADALN_ZERO, num_stages=2), (10,), 28, "modulation"),
-    (UNet(**TINY_UNET, arch="improved"), (8, 8, 3), 256, "temb_proj"),
-    (DiffWave(**TINY_DIFFWAVE, arch="improved"), (32,), 65536, "temb_proj"),
+    (UNet(**TINY_UNET, conditioning="scale_shift"), (8, 8, 3), 256, "temb_proj"),
+    (DiffWave(**TINY_DIFFWAVE, zero_init=True), (32,), 65536, "temb_proj"),
   ],
 )
 def test_zero_initialised_gates_make_the_initial_output_blind_to_the_step(model, event_shape, num_values, zero_leaves):
