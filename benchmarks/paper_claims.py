@@ -30,7 +30,9 @@ from PIL import Image  # noqa: E402
 from ardm_jax import codec  # noqa: E402
 from ardm_jax.codec import classic  # noqa: E402
 from ardm_jax.codec import container  # noqa: E402
+from ardm_jax.core import planner  # noqa: E402
 from ardm_jax.data import images as images_lib  # noqa: E402
+from ardm_jax.io import outputs  # noqa: E402
 from ardm_jax.training import inference  # noqa: E402
 from ardm_jax.training import train  # noqa: E402
 from ardm_jax.training import workdir as workdir_lib  # noqa: E402
@@ -46,6 +48,7 @@ flags.DEFINE_integer("max_crops", 0, "Crops coded (0: every non-overlapping crop
 flags.DEFINE_integer("compression_budget", 50, "Network calls per stage of the per-crop codec.")
 flags.DEFINE_string("workdir_root", "benchmarks/results/claims", "Workdirs of the experiments (resumable).")
 flags.DEFINE_string("out", "benchmarks/results/paper_claims.json", "Results JSON (its .md beside it).")
+flags.DEFINE_string("plot", "", "Where to draw the text model's planned and measured bpc per budget ('': no plot).")
 
 # The paper's numbers (arXiv 2110.02037, tables of section 6) beside each comparison.
 PAPER = {
@@ -98,6 +101,8 @@ def measured_plans(variant: str, config, workdir: str, results: dict) -> list[di
     exp, _, state = workdir_lib.restore(config, workdir)
     budgets = inference.plan_budgets(config.eval.plan_budgets, exp.num_variables)
     results[key] = inference.measure_plans(exp, state, budgets, config.eval.plan_points)
+    losses, _ = inference.stage_step_losses(exp, state)
+    results[f"planned_curve/{variant}"] = sum(planner.plan_all(stage) for stage in losses).tolist()
     save(results)
   return results[key]
 
@@ -275,6 +280,8 @@ def main(argv):
   save(results, rows)
   table = markdown(rows)
   pathlib.Path(FLAGS.out).with_suffix(".md").write_text(table + "\n")
+  if FLAGS.plot and "plans/text" in results:
+    outputs.write_plan_plot(FLAGS.plot, np.asarray(results["planned_curve/text"]), 1, results["plans/text"])
   print(table)
   print(f"\n{time.perf_counter() - start:.0f} s in this run; results in {FLAGS.out}")
 
