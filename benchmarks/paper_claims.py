@@ -54,7 +54,11 @@ flags.DEFINE_string("out", "benchmarks/results/paper_claims.json", "Results JSON
 flags.DEFINE_multi_string(
   "override", [], "key=value set on every variant's config (e.g. model.ch=64): what a closed gap would need."
 )
-flags.DEFINE_string("plot", "", "Where to draw the text model's planned and measured bpc per budget ('': no plot).")
+flags.DEFINE_string(
+  "plot",
+  "",
+  "Where to draw planned and measured bpd per budget: PREFIX_text.png and PREFIX_images.png ('': no plot).",
+)
 
 # The paper's numbers (arXiv 2110.02037, tables of section 6) beside each comparison.
 PAPER = {
@@ -311,8 +315,10 @@ def main(argv):
   save(results, rows)
   table = markdown(rows)
   pathlib.Path(FLAGS.out).with_suffix(".md").write_text(table + "\n")
-  if FLAGS.plot and "plans/text" in results:
-    outputs.write_plan_plot(FLAGS.plot, np.asarray(results["planned_curve/text"]), 1, results["plans/text"])
+  for variant in ("text", "images"):
+    if FLAGS.plot and f"plans/{variant}" in results:
+      curve = np.asarray(results[f"planned_curve/{variant}"])
+      outputs.write_plan_plot(f"{FLAGS.plot}_{variant}.png", curve, 1, results[f"plans/{variant}"])
   print(table)
   print(f"\n{time.perf_counter() - start:.0f} s in this run; results in {FLAGS.out}")
 
