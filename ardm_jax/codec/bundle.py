@@ -12,7 +12,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import uuid
 
 from etils import epath
@@ -208,10 +207,7 @@ def _write_bundle_dir(out: str, contents: dict[str, bytes]) -> None:
         raise
   finally:
     for leftover in (staging, backup):
-      if os.path.isdir(leftover) and not os.path.islink(leftover):
-        shutil.rmtree(leftover)
-      elif os.path.lexists(leftover):
-        os.unlink(leftover)
+      paths.remove_leftover(leftover)
     paths.PENDING.difference_update((staging, backup))
 
 

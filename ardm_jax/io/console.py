@@ -3,7 +3,6 @@
 import importlib.util
 import logging as python_logging
 import os
-import shutil
 import signal
 import threading
 
@@ -56,10 +55,7 @@ def exit_promptly_on_interrupt() -> None:
       pass
     with paths.COMMIT_LOCK:
       for leftover in list(paths.PENDING):
-        if os.path.isdir(leftover) and not os.path.islink(leftover):
-          shutil.rmtree(leftover, ignore_errors=True)
-        elif os.path.lexists(leftover):
-          os.unlink(leftover)
+        paths.remove_leftover(leftover, ignore_errors=True)
       os.write(2, b"interrupted (Ctrl-C): stopped; no partial output was left\n")
       os._exit(INTERRUPTED_EXIT_CODE)
 

@@ -4,6 +4,7 @@ Design notes: docs/design.md#paths
 """
 
 import os
+import shutil
 import re
 import threading
 import uuid
@@ -132,6 +133,15 @@ def move_tree(source: epath.Path, destination: epath.Path) -> None:
 PENDING: set[str] = set()
 COMMIT_LOCK = threading.Lock()
 _TEMP = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{32}\.(tmp|bak)$")
+
+
+def remove_leftover(local: str, *, ignore_errors: bool = False) -> None:
+  """Removes a local temporary file or directory of a write in progress, if there (a symlink itself, never its
+  target)."""
+  if os.path.isdir(local) and not os.path.islink(local):
+    shutil.rmtree(local, ignore_errors=ignore_errors)
+  elif os.path.lexists(local):
+    os.unlink(local)
 
 
 def remove_stale_temporaries(path: epath.Path) -> list[str]:
