@@ -150,11 +150,7 @@ def classic_images(rows):
     mosaic[(i // side) * height : (i // side + 1) * height, (i % side) * width : (i % side + 1) * width] = p
 
   def png(image):
-    from PIL import Image  # pylint: disable=g-import-not-at-top
-
-    out = io.BytesIO()
-    Image.fromarray(image).save(out, format="PNG", optimize=True)
-    return out.getvalue()
+    return media.png_bytes(image, optimize=True)
 
   codecs = {
     "PNG (optimised)": png,

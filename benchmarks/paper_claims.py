@@ -35,6 +35,7 @@ from ardm_jax.codec import classic  # noqa: E402
 from ardm_jax.codec import container  # noqa: E402
 from ardm_jax.core import planner  # noqa: E402
 from ardm_jax.data import images as images_lib  # noqa: E402
+from ardm_jax.data import media  # noqa: E402
 from ardm_jax.io import outputs  # noqa: E402
 from ardm_jax.training import inference  # noqa: E402
 from ardm_jax.training import train  # noqa: E402
@@ -213,12 +214,6 @@ def held_out_crops(size: int) -> np.ndarray:
   return crops[: FLAGS.max_crops] if FLAGS.max_crops else crops
 
 
-def _png(pixels) -> bytes:
-  out = io.BytesIO()
-  Image.fromarray(pixels).save(out, format="PNG", optimize=True)
-  return out.getvalue()
-
-
 def compression_group(rows, results):
   config, workdir, _ = trained("images", results)
   key = "compression"
@@ -226,7 +221,7 @@ def compression_group(rows, results):
     bundle_dir = pathlib.Path(workdir) / "claims_bundle"
     bundle = codec.export(config, workdir, bundle_dir, [str(FLAGS.compression_budget)], force=True, report=print)
     crops = held_out_crops(FLAGS.crop)
-    files = {f"crop_{i:04d}.png": _png(c) for i, c in enumerate(crops)}
+    files = {f"crop_{i:04d}.png": media.png_bytes(c, optimize=True) for i, c in enumerate(crops)}
     budget = bundle.budgets[0]
     encoded = codec.encode_files(bundle, files, budget, method="ardm")
     decoded = codec.decode_files(bundle, {n + ".ardm": e.blob for n, e in encoded.items()})

@@ -19,7 +19,6 @@ Usage: python benchmarks/whole_files.py [--text_model=MODEL]... [--image_model=M
 
 import argparse
 import glob
-import io
 import json
 import os
 import pathlib
@@ -39,6 +38,7 @@ from PIL import Image
 from ardm_jax import codec
 from ardm_jax.codec import kinds
 from ardm_jax.codec import container
+from ardm_jax.data import media
 
 LICENCE_PACKAGES = ("numpy", "scipy", "jax", "flax", "optax", "pillow", "matplotlib")
 PAPER_CIFAR10_BPD = "2.71-2.76"
@@ -57,9 +57,7 @@ def licence_files() -> dict[str, bytes]:
 
 
 def _png(image: Image.Image) -> bytes:
-  out = io.BytesIO()
-  image.save(out, format="PNG", optimize=True)
-  return out.getvalue()
+  return media.png_bytes(np.asarray(image), optimize=True)
 
 
 def _rgb(path: str, width: int) -> Image.Image:
