@@ -146,7 +146,8 @@ def text_group(rows, results):
   _, _, upscale = trained("text_upscale", results)
   what = "held-out bpc: the 2-stage upscale does not beat OA"
   compare(rows, "text_upscale", what, "OA", oa, "2-stage upscale", upscale, tie_holds=True)
-  for row in measured_plans("text", oa_config, oa_dir, results):
+  plans = measured_plans("text", oa_config, oa_dir, results)
+  for row in plans:
     if row["budget"] in (1, oa_config.data.seq_len):
       continue  # One call or one per variable: the same calls whatever the schedule.
     rows.append(
@@ -159,7 +160,7 @@ def text_group(rows, results):
         "verdict": verdict(row["even_minus_optimal"], row["even_minus_optimal_stderr"]),
       }
     )
-  ends = {r["budget"]: r for r in measured_plans("text", oa_config, oa_dir, results)}
+  ends = {r["budget"]: r for r in plans}
   rows.append(
     {
       "claim": "text_plan",
