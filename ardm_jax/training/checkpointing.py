@@ -4,6 +4,7 @@ if no checkpoint is good it raises instead of starting over. Design notes: docs/
 """
 
 import hashlib
+import logging as python_logging
 import json
 import os
 import re
@@ -282,7 +283,7 @@ class Checkpointer:
 
 
 def _silence_closed_event_loop_reports() -> None:
-  """Drops the "Event loop is closed" reports of a failed restore's abandoned reads.
+  """Drops the "Event loop is closed" and unretrieved-exception reports of a failed restore's abandoned reads.
 
   When a restore fails part way, tensorstore completes its other reads after orbax has closed their event loop;
   each completion reports RuntimeError('Event loop is closed') through sys.excepthook (hundreds of tracebacks
@@ -306,6 +307,14 @@ def _silence_closed_event_loop_reports() -> None:
       previous_unraisable(unraisable)
 
   sys.unraisablehook = unraisable_hook
+  # Or the abandoned reads fail on their own (the lost file) and asyncio logs each task's unretrieved exception.
+  python_logging.getLogger("asyncio").addFilter(_drop_abandoned_restore_reads)
+
+
+def _drop_abandoned_restore_reads(record: python_logging.LogRecord) -> bool:
+  """False (drop) for asyncio's "Task exception was never retrieved" report of an orbax read (async_deserialize)."""
+  message = record.getMessage()
+  return not (message.startswith("Task exception was never retrieved") and "async_deserialize" in message)
 
 
 def saved_config(workdir: str) -> dict | None:
